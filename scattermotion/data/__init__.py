@@ -1,0 +1,1 @@
+"""Data: video decoding, fetched real data, ground-truth sets, synthetic generators."""
