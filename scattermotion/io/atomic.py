@@ -1,0 +1,70 @@
+"""Atomic file output: write beside the target under a temporary name, then ``os.replace`` it into place.
+
+A reader never sees a half-written file, and a crash or exception leaves the old file (or none) behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from scattermotion.errors import InputError
+
+
+def temp_path_beside(path: str | os.PathLike) -> Path:
+    """Create an empty, uniquely named file in the folder of ``path`` and return its path.
+
+    The temporary name keeps the target's suffix, so libraries that pick a format by extension still work.
+    It is created with mode 0o666 minus the umask (unlike ``mkstemp``'s 0o600), so the final file has the
+    same permissions as one written directly.
+    """
+    target = Path(path)
+    for _ in range(100):
+        temp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise InputError(target, f"cannot write: {err.strerror or err}") from err
+        os.close(fd)
+        return temp
+    raise InputError(target, "cannot write: no free temporary name in its folder")
+
+
+def commit(temp: Path, path: str | os.PathLike) -> None:
+    """Move a finished temporary file onto its target (atomic on POSIX within one file system)."""
+    os.replace(temp, path)
+
+
+def discard(temp: Path) -> None:
+    """Remove a temporary file after a failure; a missing file is fine."""
+    try:
+        os.unlink(temp)
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write to; on success it replaces ``path``, on an exception it is removed."""
+    temp = temp_path_beside(path)
+    try:
+        yield temp
+    except BaseException:
+        discard(temp)
+        raise
+    try:
+        commit(temp, path)
+    except BaseException:
+        discard(temp)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_output(path) as temp:
+        temp.write_bytes(data)
