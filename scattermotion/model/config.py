@@ -1,0 +1,115 @@
+"""Every architecture knob of the motion network in one dataclass, with named presets.
+
+The pyramid has four levels at strides 2, 4, 8 and 16. Cues are decoded at stride 16 over a ``cue_window``²
+displacement window (radius ``cue_window // 2`` cells, i.e. ±64 px at full resolution for 9), refined at
+every pyramid level down to ``output_stride`` in a ``refine_window``² window around the upsampled motion,
+and the motion at ``output_stride`` is brought to full resolution by context-guided upsampling (CGU) or
+bilinear interpolation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+PYRAMID_STRIDES = (2, 4, 8, 16)
+UPSAMPLE_MODES = ("cgu", "bilinear")
+
+
+@dataclass
+class MotionConfig:
+    clip_len: int = 4  # frames per clip the network is trained on (any T >= 2 runs)
+    channels: tuple[int, int, int, int] = (16, 24, 32, 48)  # feature channels at strides 2, 4, 8, 16
+    temporal_mixing: bool = True  # (2+1)D mixing across the T frames
+    temporal_strides: tuple[int, ...] = (8, 16)  # pyramid levels that get the temporal mixing
+    temporal_kernel: int = 3  # taps of the temporal convolution over the T axis
+    cue_window: int = 9  # k: k×k candidate displacements at stride 16 (odd)
+    refine_window: int = 5  # candidate window of the residual cues at finer levels (odd): ±2 px per level
+    output_stride: int = 4  # finest decoded level; CGU upsamples from here to full resolution
+    cue_hidden: int = 48  # hidden channels of the coarse cue decoder
+    refine_hidden: int = 32  # hidden channels of the refinement decoders
+    upsample: str = "cgu"  # "cgu" | "bilinear" (ablation)
+    cgu_hidden: int = 32  # hidden channels of the CGU weight predictor
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the weights
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)  # type: ignore[assignment]
+        self.temporal_strides = tuple(int(s) for s in self.temporal_strides)
+        if len(self.channels) != len(PYRAMID_STRIDES):
+            raise ValueError(f"channels needs {len(PYRAMID_STRIDES)} entries (strides {PYRAMID_STRIDES})")
+        if self.clip_len < 2:
+            raise ValueError("clip_len must be >= 2")
+        if self.cue_window < 3 or self.cue_window % 2 == 0:
+            raise ValueError("cue_window must be odd and >= 3")
+        if self.refine_window < 1 or self.refine_window % 2 == 0:
+            raise ValueError("refine_window must be odd")
+        if self.output_stride not in PYRAMID_STRIDES[1:]:
+            raise ValueError(f"output_stride must be one of {PYRAMID_STRIDES[1:]}")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}")
+        if not set(self.temporal_strides) <= set(PYRAMID_STRIDES):
+            raise ValueError(f"temporal_strides must be pyramid strides {PYRAMID_STRIDES}")
+        if self.temporal_kernel < 1 or self.temporal_kernel % 2 == 0:
+            raise ValueError("temporal_kernel must be odd")
+
+    # ---- derived ---------------------------------------------------------------------------------
+    @property
+    def coarse_stride(self) -> int:
+        return PYRAMID_STRIDES[-1]
+
+    @property
+    def decoder_strides(self) -> tuple[int, ...]:
+        """Strides of the decoder levels, coarsest first (stride 16, then each refinement level)."""
+        return tuple(s for s in reversed(PYRAMID_STRIDES) if s >= self.output_stride)
+
+    def channels_at(self, stride: int) -> int:
+        return self.channels[PYRAMID_STRIDES.index(stride)]
+
+    # ---- serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["channels"] = list(self.channels)
+        out["temporal_strides"] = list(self.temporal_strides)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MotionConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown MotionConfig keys: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> MotionConfig:
+        return cls.from_dict(json.loads(text))
+
+    # ---- presets ---------------------------------------------------------------------------------
+    @classmethod
+    def small(cls, **overrides: Any) -> MotionConfig:
+        """Default: real-time on a 2-core CPU (>= 30 frame pairs/s at 224×224)."""
+        return cls(**overrides)
+
+    @classmethod
+    def large(cls, **overrides: Any) -> MotionConfig:
+        """For GPUs: wider features and decoders, larger refinement window."""
+        params: dict[str, Any] = dict(
+            channels=(32, 48, 64, 96),
+            cue_hidden=96,
+            refine_hidden=64,
+            cgu_hidden=64,
+        )
+        params.update(overrides)
+        return cls(**params)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> MotionConfig:
+        presets = {"small": cls.small, "large": cls.large}
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}; choose from {sorted(presets)}")
+        return presets[name](**overrides)

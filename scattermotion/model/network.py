@@ -1,0 +1,158 @@
+"""MotionNet: per-frame pyramid → local motion cues at stride 16 → residual cues at finer levels → CGU.
+
+Frames go in once per clip; every adjacent pair (and, for training, every reversed pair) is decoded from the
+same per-frame features, folded into the batch so all pairs run in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from scattermotion.model.config import MotionConfig
+from scattermotion.model.cues import CueDecoder, local_correlation
+from scattermotion.model.encoder import ClipEncoder
+from scattermotion.model.upsample import ContextGuidedUpsampler, convex_upsample, upsample_bilinear
+from scattermotion.warp import backward_warp
+
+# Motion fed back into a decoder is divided by this so its scale is comparable to the features.
+_MOTION_INPUT_SCALE = 4.0
+
+
+@dataclass
+class MotionOutput:
+    """Everything one forward pass produces. T frames give T−1 adjacent pairs; pair t is frame t → t+1.
+
+    Motion is ``(u, v)`` per pixel: a point at ``(x, y)`` in the reference frame is at ``(x+u, y+v)`` in the
+    other one. ``flows`` are in full-resolution pixels; each entry of ``coarse_flows`` is in pixels of **its
+    own level's** resolution (stride ``strides[i]``: multiply by the stride for full-resolution pixels).
+    """
+
+    flows: torch.Tensor  # B×(T−1)×2×H×W, frame t → t+1
+    confidence: torch.Tensor  # B×(T−1)×1×H×W in [0, 1] (1 − normalised entropy of the coarse cues, upsampled)
+    coarse_flows: list[torch.Tensor]  # per decoder level, coarsest first: B×(T−1)×2×(H/s)×(W/s)
+    strides: tuple[int, ...]  # the stride of each entry of coarse_flows
+    cue_logits: torch.Tensor  # B×(T−1)×k²×(H/16)×(W/16) at the coarsest level (forward pairs)
+    cue_probs: torch.Tensor  # softmax of cue_logits over the k² candidates
+    backward_flows: torch.Tensor | None = None  # B×(T−1)×2×H×W, frame t+1 → t (bidirectional only)
+    backward_confidence: torch.Tensor | None = None
+    backward_coarse_flows: list[torch.Tensor] | None = None
+
+
+class MotionNet(nn.Module):
+    """``forward(frames B×T×3×H×W in [0, 1], bidirectional=False) -> MotionOutput``.
+
+    H and W must be multiples of ``self.stride`` (16); pad outside the model (:class:`InputPadder`).
+    """
+
+    def __init__(self, config: MotionConfig | None = None):
+        super().__init__()
+        self.config = config = config or MotionConfig.small()
+        self.stride = config.coarse_stride
+        self.encoder = ClipEncoder(config)
+        window = config.cue_window
+        self.cue_decoder = CueDecoder(
+            window * window + config.channels_at(self.stride), config.cue_hidden, window
+        )
+        refine = config.refine_window
+        self.refiners = nn.ModuleDict(
+            {
+                str(s): CueDecoder(refine * refine + config.channels_at(s) + 2, config.refine_hidden, refine)
+                for s in config.decoder_strides[1:]
+            }
+        )
+        last_hidden = config.refine_hidden if self.refiners else config.cue_hidden
+        self.upsampler = (
+            ContextGuidedUpsampler(
+                config.channels_at(config.output_stride) + last_hidden,
+                config.cgu_hidden,
+                config.output_stride,
+            )
+            if config.upsample == "cgu"
+            else None
+        )
+
+    def _check(self, frames: torch.Tensor) -> None:
+        if frames.dim() != 5 or frames.shape[2] != 3:
+            raise ValueError(f"MotionNet expects B×T×3×H×W frames, got {tuple(frames.shape)}")
+        if frames.shape[1] < 2:
+            raise ValueError(f"MotionNet needs at least 2 frames per clip, got T={frames.shape[1]}")
+        height, width = frames.shape[-2:]
+        if height % self.stride or width % self.stride:
+            raise ValueError(
+                f"MotionNet input {height}x{width} is not a multiple of stride {self.stride}: "
+                "pad it first (scattermotion.padding.InputPadder)"
+            )
+
+    def forward(self, frames: torch.Tensor, bidirectional: bool = False) -> MotionOutput:
+        self._check(frames)
+        batch, length = frames.shape[:2]
+        pairs = length - 1
+        pyramid = self.encoder((frames - 0.5) * 2.0)
+
+        ref_idx, tgt_idx = list(range(pairs)), list(range(1, length))
+        if bidirectional:  # reversed pairs reuse the same per-frame features
+            ref_idx, tgt_idx = ref_idx + tgt_idx, tgt_idx + ref_idx
+
+        def ref(x: torch.Tensor) -> torch.Tensor:
+            return x[:, ref_idx].flatten(0, 1)
+
+        def tgt(x: torch.Tensor) -> torch.Tensor:
+            return x[:, tgt_idx].flatten(0, 1)
+
+        config = self.config
+        coarse = pyramid[self.stride]
+        corr = local_correlation(ref(coarse.match), tgt(coarse.match), config.cue_window // 2)
+        cue_logits, cue_probs, motion, confidence, hidden = self.cue_decoder(
+            torch.cat((corr, ref(coarse.context)), dim=1)
+        )
+        levels = [motion]
+        for stride in config.decoder_strides[1:]:
+            level = pyramid[stride]
+            motion = upsample_bilinear(motion, 2)
+            warped, _ = backward_warp(tgt(level.match), motion)
+            corr = local_correlation(ref(level.match), warped, config.refine_window // 2)
+            decoder_in = torch.cat((corr, ref(level.context), motion / _MOTION_INPUT_SCALE), dim=1)
+            _, _, residual, _, hidden = self.refiners[str(stride)](decoder_in)
+            motion = motion + residual
+            levels.append(motion)
+
+        out_stride = config.output_stride
+        confidence = upsample_bilinear(confidence, self.stride // out_stride, scale_values=False)
+        if self.upsampler is not None:
+            context = torch.cat((ref(pyramid[out_stride].context), hidden), dim=1)
+            logits = self.upsampler(motion, context)
+            # One pass for motion and confidence: same weights; only the motion is scaled (by the stride).
+            both = convex_upsample(torch.cat((motion * out_stride, confidence), 1), logits, out_stride, False)
+            flow, confidence = both[:, :2], both[:, 2:]
+        else:
+            flow = upsample_bilinear(motion, out_stride)
+            confidence = upsample_bilinear(confidence, out_stride, scale_values=False)
+
+        def split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            x = x.unflatten(0, (batch, len(ref_idx)))
+            return x[:, :pairs], (x[:, pairs:] if bidirectional else None)
+
+        flows, backward_flows = split(flow)
+        conf_fwd, conf_bwd = split(confidence)
+        level_splits = [split(m) for m in levels]
+        return MotionOutput(
+            flows=flows,
+            confidence=conf_fwd,
+            coarse_flows=[fwd for fwd, _ in level_splits],
+            strides=config.decoder_strides,
+            cue_logits=split(cue_logits)[0],
+            cue_probs=split(cue_probs)[0],
+            backward_flows=backward_flows,
+            backward_confidence=conf_bwd,
+            backward_coarse_flows=[bwd for _, bwd in level_splits] if bidirectional else None,
+        )
+
+
+def build_motion_net(config_or_preset: MotionConfig | str = "small") -> MotionNet:
+    """``build_motion_net("small" | "large" | MotionConfig(...))``."""
+    if isinstance(config_or_preset, str):
+        config_or_preset = MotionConfig.preset(config_or_preset)
+    return MotionNet(config_or_preset)

@@ -1,0 +1,101 @@
+"""Save and load MotionNet weights as safetensors, with the architecture config in the file's metadata.
+
+The file alone rebuilds the model (``load_weights(path)``); an optional model card (training data, steps,
+metrics) is written beside it as ``<name>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from scattermotion.errors import InputError
+from scattermotion.model.config import MotionConfig
+from scattermotion.model.network import MotionNet
+
+CONFIG_KEY = "motion_config"
+FORMAT_KEY = "format"
+FORMAT = "scattermotion-motionnet-1"
+
+
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp_path)`` into a temporary file in the same folder, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def card_path(path: str | Path) -> Path:
+    """Where the model card of a weights file lives: same name, ``.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def save_weights(model: MotionNet, path: str | Path, card: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s parameters to ``path`` (safetensors, config in metadata), ``card`` beside it."""
+    path = Path(path)
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    metadata = {FORMAT_KEY: FORMAT, CONFIG_KEY: model.config.to_json()}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    if card is not None:
+        card = {"config": model.config.to_dict(), **card}
+        text = json.dumps(card, indent=2, sort_keys=True, default=str) + "\n"
+        _atomic_write(card_path(path), lambda tmp: Path(tmp).write_text(text))
+    return path
+
+
+def read_config(path: str | Path) -> MotionConfig:
+    """The MotionConfig stored in a weights file (raises :class:`InputError` if there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for a bad header
+        raise InputError(path, f"not a readable safetensors file ({err})") from err
+    if CONFIG_KEY not in metadata:
+        raise InputError(
+            path, "no motion_config in the safetensors metadata (not a scattermotion weights file)"
+        )
+    try:
+        return MotionConfig.from_json(metadata[CONFIG_KEY])
+    except (ValueError, TypeError) as err:
+        raise InputError(path, f"bad motion_config in metadata ({err})") from err
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> MotionNet:
+    """Rebuild the MotionNet stored in ``path`` and load its parameters; returns it in eval mode."""
+    path = Path(path)
+    config = read_config(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception as err:
+        raise InputError(path, f"cannot read tensors ({err})") from err
+    model = MotionNet(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong_shape = sorted(n for n in set(expected) & set(tensors) if expected[n].shape != tensors[n].shape)
+    if missing or unexpected or wrong_shape:
+        problems = []
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+            if names:
+                problems.append(f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
+        raise InputError(path, "tensors do not match the stored config (" + "; ".join(problems) + ")")
+    model.load_state_dict(tensors)
+    return model.to(device).eval()

@@ -1,0 +1,53 @@
+"""Backward warping with a dense motion field (``grid_sample``), pixel-exact.
+
+``backward_warp(image, flow)`` samples ``image`` at ``(x + u, y + v)`` for every pixel ``(x, y)``: with
+``image`` = frame t+1 and ``flow`` = motion t → t+1, the result is frame t+1 brought back onto frame t.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pixel_grid(
+    height: int, width: int, device: torch.device | None = None, dtype=torch.float32
+) -> torch.Tensor:
+    """``1×2×H×W`` pixel coordinates: channel 0 is x (column), channel 1 is y (row)."""
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=device, dtype=dtype),
+        torch.arange(width, device=device, dtype=dtype),
+        indexing="ij",
+    )
+    return torch.stack((xs, ys))[None]
+
+
+def flow_warp_coords(flow: torch.Tensor) -> torch.Tensor:
+    """Absolute sampling coordinates ``(x + u, y + v)`` as ``B×2×H×W`` (x first)."""
+    _, _, height, width = flow.shape
+    return pixel_grid(height, width, flow.device, flow.dtype) + flow
+
+
+def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``image`` (B×C×H×W) at ``pixel + flow`` (B×2×H×W, pixels); return ``(warped, valid)``.
+
+    ``valid`` (B×1×H×W, float 0/1) is 0 where the sample point lies outside the image; there the value comes
+    from the nearest border pixel (border padding keeps gradients finite instead of fading to zero).
+    """
+    if image.shape[-2:] != flow.shape[-2:] or flow.shape[1] != 2 or image.shape[0] != flow.shape[0]:
+        raise ValueError(
+            f"backward_warp: image {tuple(image.shape)} and flow {tuple(flow.shape)} do not match"
+        )
+    if not flow.is_floating_point():
+        raise ValueError(f"backward_warp: flow must be floating point, got {flow.dtype}")
+    _, _, height, width = flow.shape
+    coords = flow_warp_coords(flow)
+    # align_corners=True maps -1 / +1 to the centres of the first / last pixel: x_norm = 2x / (W - 1) - 1.
+    scale = torch.tensor(
+        [2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=flow.device, dtype=flow.dtype
+    ).view(1, 2, 1, 1)
+    grid = (coords * scale - 1.0).permute(0, 2, 3, 1)
+    warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    x, y = coords[:, 0:1], coords[:, 1:2]
+    valid = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    return warped, valid.to(image.dtype)

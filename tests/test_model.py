@@ -1,0 +1,288 @@
+"""MotionNet shapes, cues, CGU upsampling, gradients, config and weights files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scattermotion.errors import InputError
+from scattermotion.losses import LossConfig, self_supervised_loss
+from scattermotion.model import MotionConfig, MotionNet, build_motion_net, load_weights, save_weights
+from scattermotion.model.cues import CueDecoder, displacement_grid, local_correlation
+from scattermotion.model.upsample import bilinear_logits, convex_upsample, upsample_bilinear
+from scattermotion.padding import InputPadder
+
+torch.set_num_threads(2)
+
+TINY = MotionConfig(
+    channels=(4, 6, 8, 8), cue_window=5, refine_window=3, cue_hidden=8, refine_hidden=8, cgu_hidden=8
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_net() -> MotionNet:
+    torch.manual_seed(0)
+    return MotionNet(TINY).eval()
+
+
+# ---- shapes --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("length", range(2, 9))
+def test_shapes_for_any_clip_length_and_odd_sizes(tiny_net: MotionNet, length: int):
+    height, width = 37, 51  # odd: needs the padder
+    frames = torch.rand(2, length, 3, height, width)
+    padder = InputPadder(height, width, tiny_net.stride)
+    (padded,) = padder.pad(frames)
+    assert padded.shape[-2:] == (48, 64) and padder.padded_size == (48, 64)
+    with torch.inference_mode():
+        out = tiny_net(padded)
+    pairs = length - 1
+    assert out.flows.shape == (2, pairs, 2, 48, 64)
+    assert padder.unpad(out.flows).shape == (2, pairs, 2, height, width)
+    assert out.confidence.shape == (2, pairs, 1, 48, 64)
+    assert out.confidence.min() >= 0 and out.confidence.max() <= 1
+    assert out.strides == (16, 8, 4)
+    assert [tuple(f.shape) for f in out.coarse_flows] == [(2, pairs, 2, 48 // s, 64 // s) for s in (16, 8, 4)]
+    assert out.cue_logits.shape == out.cue_probs.shape == (2, pairs, 25, 3, 4)
+    torch.testing.assert_close(out.cue_probs.sum(2), torch.ones(2, pairs, 3, 4))
+    assert out.backward_flows is None and out.backward_coarse_flows is None
+
+
+def test_bidirectional_outputs_match_forward_pass(tiny_net: MotionNet):
+    frames = torch.rand(1, 3, 3, 32, 48)
+    with torch.inference_mode():
+        forward_only = tiny_net(frames)
+        both = tiny_net(frames, bidirectional=True)
+    assert both.backward_flows.shape == both.flows.shape == (1, 2, 2, 32, 48)
+    assert both.backward_confidence.shape == (1, 2, 1, 32, 48)
+    assert [b.shape for b in both.backward_coarse_flows] == [f.shape for f in both.coarse_flows]
+    # The forward half is the same computation with or without the reversed pairs.
+    torch.testing.assert_close(both.flows, forward_only.flows, atol=1e-5, rtol=1e-4)
+
+
+def test_backward_pairs_equal_forward_pairs_of_the_reversed_clip_without_temporal_mixing():
+    # Without temporal mixing every frame's features are its own, so backward pair t (t+1 → t) must be exactly
+    # forward pair T−2−t of the time-reversed clip. (With mixing the time direction matters by design.)
+    torch.manual_seed(0)
+    net = MotionNet(MotionConfig.from_dict({**TINY.to_dict(), "temporal_mixing": False})).eval()
+    with torch.no_grad():
+        for decoder in [net.cue_decoder, *net.refiners.values()]:
+            decoder.logits.weight.normal_(0, 0.2)  # non-trivial cues, so the comparison means something
+    frames = torch.rand(1, 3, 3, 32, 48)
+    with torch.inference_mode():
+        both = net(frames, bidirectional=True)
+        reversed_clip = net(frames.flip(1))
+    assert both.backward_flows.abs().max() > 0.5
+    assert not torch.allclose(both.backward_flows, both.flows, atol=1e-3)
+    torch.testing.assert_close(both.backward_flows, reversed_clip.flows.flip(1), atol=1e-5, rtol=1e-5)
+    for backward, forward in zip(both.backward_coarse_flows, reversed_clip.coarse_flows, strict=True):
+        torch.testing.assert_close(backward, forward.flip(1), atol=1e-5, rtol=1e-5)
+
+
+def test_input_checks(tiny_net: MotionNet):
+    with pytest.raises(ValueError, match="multiple of stride 16"):
+        tiny_net(torch.rand(1, 2, 3, 40, 48))
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        tiny_net(torch.rand(1, 1, 3, 32, 32))
+    with pytest.raises(ValueError, match="B×T×3×H×W"):
+        tiny_net(torch.rand(1, 3, 32, 32))
+
+
+def test_padder_round_trip_and_replicate_border():
+    padder = InputPadder(5, 7, stride=4)
+    image = torch.arange(35.0).view(1, 1, 5, 7)
+    (padded,) = padder.pad(image)
+    assert padded.shape == (1, 1, 8, 8)
+    assert torch.equal(padder.unpad(padded), image)
+    assert torch.equal(padded[0, 0, 0], padded[0, 0, 1])  # replicated top row (1 row padded on top)
+    with pytest.raises(ValueError):
+        padder.pad(torch.zeros(1, 1, 6, 7))
+
+
+# ---- encoder / temporal mixing -------------------------------------------------------------------
+def test_features_see_neighbouring_frames_only_with_temporal_mixing():
+    torch.manual_seed(0)
+    frames = torch.rand(1, 3, 3, 32, 32)
+    changed = frames.clone()
+    changed[:, 0] = torch.rand(
+        3, 32, 32
+    )  # frame 0 is not part of pair 1 (frames 1 → 2) but neighbours frame 1
+    for mixing, should_change in ((True, True), (False, False)):
+        config = MotionConfig.from_dict({**TINY.to_dict(), "temporal_mixing": mixing})
+        net = MotionNet(config).eval()
+        with torch.no_grad():  # make the temporal convolutions clearly non-trivial
+            for module in net.encoder.temporal.values():
+                module.conv.weight.normal_(0, 0.5)
+            for decoder in [net.cue_decoder, *net.refiners.values()]:
+                decoder.logits.weight.normal_(0, 0.1)
+        with torch.inference_mode():
+            a, b = net(frames), net(changed)
+            match_a = net.encoder((frames - 0.5) * 2)[16].match[:, 1:]
+            match_b = net.encoder((changed - 0.5) * 2)[16].match[:, 1:]
+        assert torch.equal(match_a, match_b)  # matching features are strictly per frame
+        assert (not torch.allclose(a.flows[:, 1], b.flows[:, 1], atol=1e-6)) == should_change
+
+
+# ---- local cues ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "size,radius", [((6, 7), 4), ((20, 24), 1), ((9, 40), 2)]
+)  # all-pairs and shifted paths
+def test_local_correlation_matches_direct_definition(size, radius):
+    torch.manual_seed(0)
+    ref, target = torch.randn(2, 5, *size), torch.randn(2, 5, *size)
+    corr = local_correlation(ref, target, radius)
+    grid = displacement_grid(2 * radius + 1)
+    height, width = size
+    for index, (dx, dy) in enumerate(grid.long().tolist()):
+        expected = torch.zeros(2, height, width)
+        ys = slice(max(0, -dy), min(height, height - dy))
+        xs = slice(max(0, -dx), min(width, width - dx))
+        ys_t = slice(ys.start + dy, ys.stop + dy)
+        xs_t = slice(xs.start + dx, xs.stop + dx)
+        expected[:, ys, xs] = (ref[:, :, ys, xs] * target[:, :, ys_t, xs_t]).sum(1) / 5
+        torch.testing.assert_close(corr[:, index], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cue_decoder_soft_argmax_and_confidence():
+    decoder = CueDecoder(in_channels=4, hidden=4, window=3)
+    with torch.no_grad():
+        decoder.logits.weight.zero_()
+        decoder.logits.bias.zero_()
+        decoder.logits.bias[5] = 50.0  # candidate 5 = row 1, col 2 = displacement (+1, 0)
+    _, probs, motion, confidence, _ = decoder(torch.randn(1, 4, 3, 3))
+    torch.testing.assert_close(motion, torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 3, 3))
+    assert confidence.min() > 0.99
+    with torch.no_grad():
+        decoder.logits.bias.zero_()  # uniform cues: zero motion, zero confidence
+    _, _, motion, confidence, _ = decoder(torch.randn(1, 4, 3, 3))
+    assert motion.abs().max() < 1e-6 and confidence.max() < 1e-5
+
+
+# ---- CGU -----------------------------------------------------------------------------------------
+def test_cgu_with_centre_weight_is_nearest_upsampling():
+    torch.manual_seed(0)
+    stride = 4
+    field = torch.randn(2, 2, 5, 6)
+    logits = torch.zeros(2, 9 * stride * stride, 5, 6)
+    logits[:, 4 * stride * stride : 5 * stride * stride] = 60.0  # neighbour 4 = the parent cell itself
+    up = convex_upsample(field, logits, stride)
+    nearest = F.interpolate(field, scale_factor=stride, mode="nearest") * stride
+    torch.testing.assert_close(up, nearest)
+
+
+def test_cgu_keeps_constant_field_constant_for_any_weights():
+    torch.manual_seed(0)
+    field = torch.tensor([1.5, -2.0]).view(1, 2, 1, 1).expand(3, 2, 4, 5)
+    logits = torch.randn(3, 9 * 64, 4, 5) * 5
+    up = convex_upsample(field, logits, 8)
+    torch.testing.assert_close(up, torch.tensor([12.0, -16.0]).view(1, 2, 1, 1).expand(3, 2, 32, 40))
+    confidence = convex_upsample(torch.full((3, 1, 4, 5), 0.3), logits, 8, scale_values=False)
+    torch.testing.assert_close(confidence, torch.full((3, 1, 32, 40), 0.3))
+
+
+def test_cgu_weights_are_a_convex_combination():
+    torch.manual_seed(0)
+    field = torch.rand(1, 1, 6, 6)
+    up = convex_upsample(field, torch.randn(1, 9 * 16, 6, 6) * 3, 4, scale_values=False)
+    assert up.min() >= field.min() - 1e-6 and up.max() <= field.max() + 1e-6
+
+
+@pytest.mark.parametrize("stride", [2, 4, 8])
+def test_cgu_with_bilinear_logits_and_bilinear_mode_equal_interpolate(stride):
+    torch.manual_seed(0)
+    field = torch.randn(2, 2, 5, 7)
+    reference = F.interpolate(field, scale_factor=stride, mode="bilinear", align_corners=False) * stride
+    logits = bilinear_logits(stride).view(1, -1, 1, 1).expand(2, -1, 5, 7)
+    torch.testing.assert_close(convex_upsample(field, logits, stride), reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(upsample_bilinear(field, stride), reference)
+
+
+def test_bilinear_mode_network_runs_and_has_no_upsampler():
+    net = MotionNet(MotionConfig.from_dict({**TINY.to_dict(), "upsample": "bilinear"})).eval()
+    assert net.upsampler is None
+    with torch.inference_mode():
+        out = net(torch.rand(1, 2, 3, 32, 32))
+    reference = upsample_bilinear(out.coarse_flows[-1][:, 0], 4)
+    torch.testing.assert_close(out.flows[:, 0], reference)
+
+
+# ---- gradients -----------------------------------------------------------------------------------
+def test_self_supervised_loss_reaches_every_parameter():
+    torch.manual_seed(0)
+    net = MotionNet(TINY)
+    frames = torch.rand(2, 3, 3, 32, 48)
+    out = net(frames, bidirectional=True)
+    loss, parts = self_supervised_loss(frames, out, LossConfig())
+    loss.backward()
+    assert torch.isfinite(loss) and "occluded" in parts
+    missing = [name for name, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+# ---- config --------------------------------------------------------------------------------------
+def test_config_round_trip_presets_and_validation():
+    for config in (MotionConfig.small(), MotionConfig.large(), TINY):
+        assert MotionConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert MotionConfig.large().channels[0] > MotionConfig.small().channels[0]
+    assert build_motion_net("small").config == MotionConfig.small()
+    assert MotionConfig.small().decoder_strides == (16, 8, 4)
+    assert MotionConfig.small(output_stride=8).decoder_strides == (16, 8)
+    for bad in ({"cue_window": 8}, {"upsample": "nearest"}, {"output_stride": 2}, {"channels": (1, 2)}):
+        with pytest.raises(ValueError):
+            MotionConfig(**bad)
+    with pytest.raises(ValueError, match="unknown"):
+        MotionConfig.from_dict({"nonsense": 1})
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_motion_net("huge")
+
+
+def test_output_stride_8_config_runs():
+    net = MotionNet(MotionConfig.from_dict({**TINY.to_dict(), "output_stride": 8})).eval()
+    with torch.inference_mode():
+        out = net(torch.rand(1, 2, 3, 32, 32))
+    assert out.strides == (16, 8) and out.flows.shape == (1, 1, 2, 32, 32)
+
+
+# ---- weights -------------------------------------------------------------------------------------
+def test_weights_round_trip_gives_identical_outputs(tmp_path, tiny_net: MotionNet):
+    path = save_weights(tiny_net, tmp_path / "m.safetensors", card={"steps": 3})
+    loaded = load_weights(path)
+    assert loaded.config == tiny_net.config and not loaded.training
+    frames = torch.rand(1, 3, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(frames).flows, tiny_net(frames).flows, atol=0, rtol=0)
+    card = json.loads((tmp_path / "m.json").read_text())
+    assert card["steps"] == 3 and card["config"]["cue_window"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]  # no temp files left
+
+
+def test_bad_weights_files_raise_input_error(tmp_path, tiny_net: MotionNet):
+    with pytest.raises(InputError, match="not found"):
+        load_weights(tmp_path / "missing.safetensors")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(InputError, match="corrupt.safetensors"):
+        load_weights(corrupt)
+    truncated = tmp_path / "truncated.safetensors"
+    good = save_weights(tiny_net, tmp_path / "good.safetensors").read_bytes()
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(InputError):
+        load_weights(truncated)
+    # Tensors of one architecture under the config of another.
+    from safetensors.torch import save_file
+
+    other = MotionConfig.from_dict({**TINY.to_dict(), "cue_hidden": 12})
+    mismatched = tmp_path / "mismatched.safetensors"
+    save_file(
+        {k: v.contiguous() for k, v in tiny_net.state_dict().items()},
+        str(mismatched),
+        metadata={"motion_config": other.to_json()},
+    )
+    with pytest.raises(InputError, match="wrong shape"):
+        load_weights(mismatched)
+    no_config = tmp_path / "plain.safetensors"
+    save_file({"x": torch.zeros(2)}, str(no_config))
+    with pytest.raises(InputError, match="motion_config"):
+        load_weights(no_config)
