@@ -43,11 +43,9 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor
     _, _, height, width = flow.shape
     coords = flow_warp_coords(flow)
     # align_corners=True maps -1 / +1 to the centres of the first / last pixel: x_norm = 2x / (W - 1) - 1.
-    scale = torch.tensor(
-        [2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=flow.device, dtype=flow.dtype
-    ).view(1, 2, 1, 1)
-    grid = (coords * scale - 1.0).permute(0, 2, 3, 1)
+    # Python scalars (not a tensor) so an ONNX trace keeps the scale tied to the input's size.
+    x, y = coords[:, 0], coords[:, 1]
+    grid = torch.stack((x * (2.0 / max(width - 1, 1)) - 1.0, y * (2.0 / max(height - 1, 1)) - 1.0), dim=-1)
     warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    x, y = coords[:, 0:1], coords[:, 1:2]
     valid = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
-    return warped, valid.to(image.dtype)
+    return warped, valid[:, None].to(image.dtype)

@@ -51,7 +51,8 @@ def local_correlation(ref: torch.Tensor, target: torch.Tensor, radius: int) -> t
     ``(dx, dy) = (j − r, i − r)``. Displacements that leave the image correlate with zeros."""
     batch, channels, height, width = ref.shape
     window = 2 * radius + 1
-    if height * width <= _ALL_PAIRS_CELLS_PER_CANDIDATE * window * window:
+    # A trace (ONNX export) must not freeze a size-dependent choice: it takes the shifted-window branch.
+    if not torch.jit.is_tracing() and height * width <= _ALL_PAIRS_CELLS_PER_CANDIDATE * window * window:
         all_pairs = torch.bmm(ref.flatten(2).transpose(1, 2), target.flatten(2))  # B×hw×hw
         all_pairs = F.pad(all_pairs, (0, 1))  # the zero column for outside candidates
         index = _window_index(height, width, radius, ref.device).expand(batch, -1, -1)
