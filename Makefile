@@ -28,8 +28,8 @@ test: data
 	SCATTERMOTION_DATA=$(DATA) $(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check scattermotion tests benchmarks
-	$(BIN)/ruff format --check scattermotion tests benchmarks
+	$(BIN)/ruff check scattermotion tests benchmarks scripts
+	$(BIN)/ruff format --check scattermotion tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) demo_out

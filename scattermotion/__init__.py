@@ -1,8 +1,8 @@
 """scattermotion: self-supervised dense motion from unlabeled video.
 
-    from scattermotion import MotionEstimator
-    est = MotionEstimator.from_pretrained()
-    flow = est.estimate(frame1, frame2)  # H x W x 2 float32, (u, v) in pixels
+from scattermotion import MotionEstimator
+est = MotionEstimator.from_pretrained()
+flow = est.estimate(frame1, frame2)  # H x W x 2 float32, (u, v) in pixels
 """
 
 from __future__ import annotations

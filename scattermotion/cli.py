@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -23,34 +24,242 @@ def _not_built(verb: str, issue: int) -> None:
     raise typer.Exit(2)
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def flow(ctx: typer.Context) -> None:
+@app.command()
+def flow(
+    image1: Path = typer.Argument(..., help="First image (motion is from this one)."),
+    image2: Path = typer.Argument(..., help="Second image, same size."),
+    output: Path = typer.Option(..., "--output", "-o", help="Motion file: .flo, .png (KITTI) or .npy."),
+    viz: Path | None = typer.Option(None, "--viz", help="Also write a colour-coded PNG here."),
+    method: str = typer.Option("ours", "--method", help="ours | tvl1 | dis | dis-fast | farneback | zero."),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ours only)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Half precision (CUDA autocast; ours only)."),
+) -> None:
     """Estimate motion between two images: scattermotion flow A.png B.png -o out.flo [--viz out.png]."""
-    _not_built("flow", 5)
+    from scattermotion.estimator import estimate_image_files
+    from scattermotion.io import FLOW_EXTENSIONS, flow_to_color, write_flow, write_png
+
+    if output.suffix.lower() not in FLOW_EXTENSIONS:
+        raise InputError(output, f"unknown motion file type; use one of {', '.join(FLOW_EXTENSIONS)}")
+    motion = estimate_image_files(image1, image2, method=method, weights=weights, device=device, fp16=fp16)
+    write_flow(output, motion)
+    if viz is not None:
+        write_png(viz, flow_to_color(motion))
+    typer.echo(f"{output}: {motion.shape[1]}x{motion.shape[0]} motion ({method})")
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def extract(ctx: typer.Context) -> None:
-    """Extract motion maps for videos, folders of videos, frame folders or list files."""
-    _not_built("extract", 5)
+@app.command()
+def extract(
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...", help="Videos, folders of videos (class folders kept), frame folders, lists."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<class>/<video>/flow_..."),
+    fmt: str = typer.Option("jpg", "--format", help="jpg (flow_x/flow_y, TSN) | flo | kitti | npy | viz."),
+    method: str = typer.Option("ours", "--method", help="ours | tvl1 | dis | dis-fast | farneback | zero."),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
+    bound: float = typer.Option(20.0, "--bound", help="jpg: clip at ±bound px; viz: saturation radius."),
+    resize: str | None = typer.Option(None, "--resize", help="Resize frames to WxH, e.g. 340x256."),
+    short_side: int | None = typer.Option(None, "--short-side", help="Resize so the shorter side is N px."),
+    step: int = typer.Option(1, "--step", help="Sample every K-th frame: pairs (0,K), (K,2K), ..."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Classical methods: N processes over videos. ours: N torch threads."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ours only)."),
+    shard: str | None = typer.Option(
+        None, "--shard", help="i/N: this run's part of the sorted list (torchrun: RANK/WORLD_SIZE)."
+    ),
+    fp16: bool = typer.Option(False, "--fp16", help="Half precision (CUDA autocast; ours only)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="ours: clip windows per forward pass."),
+    max_frames: int | None = typer.Option(None, "--max-frames", help="Read at most N frames per video."),
+    list_root: Path | None = typer.Option(None, "--list-root", help="Base folder of list-file entries."),
+) -> None:
+    """Extract motion maps for videos, folders of videos, frame folders or list files (resumable)."""
+    from scattermotion.extract import ExtractOptions
+    from scattermotion.extract import extract as run_extract
+    from scattermotion.inputs import parse_shard, parse_size
+
+    options = ExtractOptions(
+        out_dir=out,
+        format=fmt,
+        method=method,
+        weights=weights,
+        bound=bound,
+        resize=parse_size(resize) if resize else None,
+        short_side=short_side,
+        step=step,
+        workers=workers,
+        device=device,
+        fp16=fp16,
+        batch_size=batch_size,
+        shard=parse_shard(shard) if shard else None,
+        max_frames=max_frames,
+        list_root=list_root,
+    )
+    summary = run_extract(inputs, options)
+    typer.echo(summary.report())
+    raise typer.Exit(summary.exit_code)
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def train(ctx: typer.Context) -> None:
-    """Train the motion network self-supervised on unlabeled videos."""
-    _not_built("train", 4)
+@app.command()
+def train(
+    videos: list[str] | None = typer.Argument(
+        None, metavar="VIDEOS...", help="Videos, folders of videos (recursive), frame folders, .txt lists."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, logs, final weights."),
+    config: Path | None = typer.Option(None, "--config", help="Training config YAML (configs/default.yaml)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint"),
+    steps: int | None = typer.Option(None, "--steps", help="Total optimizer steps."),
+    synthetic_ratio: float | None = typer.Option(
+        None, "--synthetic-ratio", help="Fraction of clips from the synthetic generator (0..1)."
+    ),
+    supervised_weight: float | None = typer.Option(
+        None, "--supervised-weight", help="Weight of an EPE term on synthetic ground truth (default 0: off)."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Model preset: small | large."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Clips per process and step."),
+    crop: str | None = typer.Option(None, "--crop", help="Training crop WxH (multiples of 16), e.g. 256x256"),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
+    workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads per process."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (data, init)."),
+    log_every: int | None = typer.Option(None, "--log-every", help="Steps between log lines."),
+    val_every: int | None = typer.Option(None, "--val-every", help="Steps between validation passes."),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    debug_dump: bool | None = typer.Option(None, "--debug-dump", hidden=True),
+) -> None:
+    """Train the motion network self-supervised on unlabeled videos (torchrun: DistributedDataParallel)."""
+    from scattermotion.inputs import parse_size
+    from scattermotion.train import resolve_config
+    from scattermotion.train import train as run_training
+
+    crop_size = None
+    if crop is not None:
+        width, height = parse_size(crop)
+        crop_size = (height, width)
+    settings = resolve_config(
+        out,
+        sources=videos,
+        config_path=config,
+        resume=resume,
+        steps=steps,
+        synthetic_ratio=synthetic_ratio,
+        supervised_weight=supervised_weight,
+        model=model,
+        batch_size=batch_size,
+        crop_size=crop_size,
+        lr=lr,
+        num_workers=workers,
+        device=device,
+        threads=threads,
+        seed=seed,
+        log_every=log_every,
+        val_every=val_every,
+        checkpoint_every=checkpoint_every,
+        debug_dump=debug_dump,
+    )
+    result = run_training(settings, out, resume=resume, progress=not no_progress)
+    if result.final_weights is not None:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
+        typer.echo(f"{result.step} steps in {result.train_time_s:.0f} s; weights: {result.final_weights}")
+        if metrics:
+            typer.echo(f"validation: {metrics}")
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def evaluate(ctx: typer.Context) -> None:
-    """Evaluate a motion method on ground-truth sets and real video (EPE, accuracy, reconstruction)."""
-    _not_built("evaluate", 6)
+@app.command()
+def evaluate(
+    data: list[str] = typer.Option(
+        ...,
+        "--data",
+        "-d",
+        help="motorcycle | aloe | graf | synthetic-smooth | synthetic-sprites | frame-pairs | a dataset "
+        "folder (Sintel, KITTI, Middlebury, FlyingChairs) | a video name (vtest, bikes, ...), file or frame "
+        "folder. Repeat or comma-separate.",
+    ),
+    method: list[str] = typer.Option(
+        ["ours"], "--method", "-m", help="ours | tvl1 | dis | dis-fast | farneback | zero; several allowed."
+    ),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full results (per pair too) here."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="Write the Markdown tables here."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="At most N pairs per set (spread evenly; videos: first N, default 16)."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ours only)."),
+    short_side: int | None = typer.Option(None, "--short-side", help="Resize video frames: short side N px."),
+    sintel_pass: str | None = typer.Option(None, "--sintel-pass", help="Sintel: clean (default) | final."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch and OpenCV threads."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+) -> None:
+    """Evaluate motion methods side by side: EPE, accuracy, Fl-all, boundary EPE; reconstruction on video."""
+    from scattermotion.evaluate import run_evaluation, split_list, to_markdown, write_report
+
+    if threads is not None:
+        import cv2
+        import torch
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+    report = run_evaluation(
+        split_list(data),
+        split_list(method),
+        weights=weights,
+        device=device,
+        limit=limit,
+        short_side=short_side,
+        sintel_pass=sintel_pass,
+        progress=None if quiet else (lambda line: typer.echo(line, err=True)),
+    )
+    write_report(report, json_out, markdown)
+    typer.echo(to_markdown(report))
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def benchmark(ctx: typer.Context) -> None:
-    """Measure speed and memory of ours and the classical baselines in one run."""
-    _not_built("benchmark", 6)
+@app.command()
+def benchmark(
+    sizes: str = typer.Option("224x224,256x340", "--sizes", help="Frame sizes HxW, comma-separated."),
+    threads: str = typer.Option("1,all", "--threads", help="Thread counts, comma-separated; all = cores."),
+    methods: str = typer.Option(
+        "ours,tvl1,dis,farneback",
+        "--methods",
+        help="ours | ours-small | ours-large (random weights) | tvl1 | dis | dis-fast | farneback | zero.",
+    ),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Weights for ours (default: packaged; none shipped: small preset, random)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results here (atomically)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed passes per entry; the best is kept."),
+    pairs: int | None = typer.Option(None, "--pairs", min=1, help="Pairs per pass (default 12; TV-L1 3)."),
+    device: str = typer.Option("auto", "--device", help="ours: auto (CUDA when present) | cpu | cuda[:N]."),
+    in_process: bool = typer.Option(
+        False, "--in-process", help="Measure in this process (faster; memory numbers then mix methods)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+) -> None:
+    """Speed and memory of ours and the classical baselines in one run (each method in a fresh process)."""
+    from scattermotion.benchmark import (
+        parse_methods,
+        parse_sizes,
+        parse_threads,
+        run_benchmark,
+        to_markdown,
+        write_json,
+    )
+
+    report = run_benchmark(
+        parse_methods(methods),
+        parse_sizes(sizes),
+        parse_threads(threads),
+        weights=weights,
+        device=device,
+        repeats=repeats,
+        pairs=pairs,
+        isolate=not in_process,
+        progress=None if quiet else (lambda line: typer.echo(line, err=True)),
+    )
+    if json_out is not None:
+        write_json(report, json_out)
+    typer.echo(to_markdown(report))
 
 
 @app.command(context_settings=_PASSTHROUGH)
@@ -65,16 +274,76 @@ def report(ctx: typer.Context) -> None:
     _not_built("report", 8)
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def export(ctx: typer.Context) -> None:
-    """Export the motion network (ONNX)."""
-    _not_built("export", 5)
+@app.command()
+def export(
+    onnx: Path = typer.Option(..., "--onnx", help="Output .onnx file (written atomically)."),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights to export (default: packaged)."),
+    clip_len: int | None = typer.Option(
+        None, "--clip-len", min=2, help="Frames per clip T fixed in the graph (default: the model's)."
+    ),
+    opset: int = typer.Option(17, "--opset", min=16, help="ONNX opset (>= 16: GridSample)."),
+    random_init: bool = typer.Option(
+        False, "--random-init", help="Export an untrained network of --preset (for testing only)."
+    ),
+    preset: str | None = typer.Option(None, "--preset", help="With --random-init: small | large."),
+    check: bool = typer.Option(
+        True, "--check/--no-check", help="Compare onnxruntime with PyTorch before writing the file."
+    ),
+) -> None:
+    """Export the motion network to ONNX: frames BxTx3xHxW in [0,1] -> flows, confidence (dynamic B, H, W)."""
+    import torch
+
+    from scattermotion.estimator import DEFAULT_WEIGHTS
+    from scattermotion.export import MissingExportDependency, export_onnx
+    from scattermotion.model import build_motion_net, load_weights
+
+    if random_init:
+        if weights is not None:
+            raise InputError(weights, "--weights and --random-init exclude each other")
+        torch.manual_seed(0)
+        try:
+            model = build_motion_net(preset or "small")
+        except ValueError as err:
+            raise InputError(None, f"--preset: {err}") from None
+    elif preset is not None:
+        raise InputError(None, "--preset only applies with --random-init; pass --weights W to export weights")
+    else:
+        if weights is None and not DEFAULT_WEIGHTS.is_file():
+            raise InputError(DEFAULT_WEIGHTS, "no packaged default weights in this install; pass --weights W")
+        model = load_weights(weights or DEFAULT_WEIGHTS)
+    try:
+        path = export_onnx(model, onnx, clip_len=clip_len, opset=opset, check=check)
+    except MissingExportDependency as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    frames = clip_len or model.config.clip_len
+    typer.echo(
+        f"{path}: ONNX opset {opset}; frames Bx{frames}x3xHxW float in [0,1] (H, W multiples of "
+        f"{model.stride}) -> flows Bx{frames - 1}x2xHxW, confidence Bx{frames - 1}x1xHxW"
+        + ("; checked against PyTorch" if check else "")
+    )
 
 
 @app.command(context_settings=_PASSTHROUGH)
-def demo(ctx: typer.Context) -> None:
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Folder for the MP4 and PNG strip."),
+    video: Path | None = typer.Option(
+        None, "--video", help="Any video or frame folder (default: vtest.avi)."
+    ),
+    frames: int = typer.Option(40, help="How many frames of the clip to use."),
+    short_side: int = typer.Option(288, help="Resize so the short side has this many pixels."),
+    method: str = typer.Option(
+        "auto", help="auto (default model if shipped, else DIS), ours, dis, tvl1, ..."
+    ),
+) -> None:
     """Estimate motion on a short real clip and write a colour-coded MP4 and PNG strip."""
-    _not_built("demo", 2)
+    from scattermotion.demo import run_demo
+
+    result = run_demo(out, source=video, frames=frames, short_side=short_side, method=method)
+    typer.echo(f"motion method: {result.method}")
+    typer.echo(f"{result.pairs} frame pairs at {result.pairs_per_second:.1f} pairs/s")
+    typer.echo(f"side-by-side video: {result.video}")
+    typer.echo(f"PNG strip:          {result.strip}")
 
 
 def main() -> None:

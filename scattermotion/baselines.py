@@ -1,0 +1,97 @@
+"""Classical optical flow (OpenCV) behind the same interface as ``MotionEstimator``: ``estimate(frame1,
+frame2) -> H×W×2 float32`` and ``estimate_clip(frames) -> (T-1)×H×W×2``.
+
+Methods: ``"tvl1"`` (Dual TV-L1, OpenCV defaults), ``"dis"`` (DIS, medium preset), ``"dis-fast"`` (DIS,
+ultrafast preset), ``"farneback"`` (pyramid 0.5, 3 levels, window 15, 3 iterations, poly_n 5, sigma 1.2)
+and ``"zero"`` (no motion: the floor every method must beat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+
+from scattermotion.errors import InputError
+
+METHODS = ("tvl1", "dis", "dis-fast", "farneback", "zero")
+
+
+def _to_gray(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise InputError(None, f"frames must be uint8, got {frame.dtype}")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim == 2:
+        return np.ascontiguousarray(frame)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    raise InputError(None, f"frames must be H×W×3 RGB or H×W grey, got shape {frame.shape}")
+
+
+@contextmanager
+def _opencv_threads(threads: int | None):
+    """OpenCV's thread count is process-wide: set it for one call and put it back."""
+    if threads is None:
+        yield
+        return
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def _farneback(gray1: np.ndarray, gray2: np.ndarray) -> np.ndarray:
+    return cv2.calcOpticalFlowFarneback(gray1, gray2, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+class ClassicalFlow:
+    """One classical method; ``threads`` (None = OpenCV's default) bounds OpenCV's worker threads."""
+
+    def __init__(self, method: str, threads: int | None = None):
+        if method not in METHODS:
+            raise ValueError(f"unknown flow method {method!r}; expected one of {', '.join(METHODS)}")
+        self.method = method
+        self.threads = threads
+        self._compute = self._make(method)
+
+    @staticmethod
+    def _make(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        if method == "tvl1":
+            return cv2.optflow.DualTVL1OpticalFlow_create().calc  # type: ignore[attr-defined]
+        if method == "dis":
+            dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+            return lambda a, b: dis.calc(a, b, None)
+        if method == "dis-fast":
+            dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+            return lambda a, b: dis.calc(a, b, None)
+        if method == "farneback":
+            return _farneback
+        return lambda a, b: np.zeros(a.shape + (2,), dtype=np.float32)
+
+    def _pair(self, gray1: np.ndarray, gray2: np.ndarray) -> np.ndarray:
+        if gray1.shape != gray2.shape:
+            raise InputError(None, f"frames differ in size: {gray1.shape} and {gray2.shape}")
+        if self.method == "tvl1":
+            flow = self._compute(gray1, gray2, None)
+        else:
+            flow = self._compute(gray1, gray2)
+        return np.ascontiguousarray(flow, dtype=np.float32)
+
+    def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
+        """Motion from ``frame1`` to ``frame2`` (uint8 RGB or grey), H×W×2 float32 in pixels."""
+        with _opencv_threads(self.threads):
+            return self._pair(_to_gray(frame1), _to_gray(frame2))
+
+    def estimate_clip(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Motion for every adjacent pair of ``frames`` (T >= 2): (T-1)×H×W×2 float32."""
+        if len(frames) < 2:
+            raise InputError(None, f"a clip needs at least 2 frames, got {len(frames)}")
+        grays = [_to_gray(f) for f in frames]  # each frame converted once, shared by its two pairs
+        with _opencv_threads(self.threads):
+            return np.stack([self._pair(a, b) for a, b in zip(grays[:-1], grays[1:], strict=True)])

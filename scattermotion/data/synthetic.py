@@ -1,0 +1,558 @@
+"""Synthetic clips with exact ground-truth motion, rendered from real image textures.
+
+Every clip is a stack of layers drawn bottom to top. A layer owns a canonical plane (its texture lives
+there) and, for every frame t, a map from canonical points to pixels. A pixel is rendered by pulling its
+point back into the canonical plane of each layer and sampling the texture there, so the motion of a pixel
+from frame t to t+1 is known analytically: ``flow_t(p) = layer.from_canonical(layer.to_canonical(p, t), t+1)
+- p`` for the top layer at p.
+
+Two kinds of scene:
+
+- ``"smooth"``: one background plane moved by a camera homography plus a smooth non-rigid field
+  (a sum of travelling sine waves, kept contractive so it is invertible; it is inverted numerically to
+  ~1e-10 px).
+- ``"sprites"``: a background plane under camera motion plus FlyingChairs-like sprites (star polygons and
+  ellipses cut from other images), each with its own affine motion, z-ordered so that they occlude.
+  Sprite edges are anti-aliased (2×2 supersampled coverage); the ground truth belongs to the top layer at
+  the pixel centre.
+
+Textures are OpenCV and scikit-image sample pictures from the fetched data, never the evaluation images
+(aloe, graf, motorcycle) nor the reconstruction-evaluation frame pairs. Every clip is a deterministic function
+of ``(seed, index)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from scattermotion.data.fetched import EVALUATION_ONLY, ensure_data
+
+# Colour pictures with plenty of texture; relative to the fetched data folder.
+DEFAULT_TEXTURES = (
+    "opencv/baboon.jpg", "opencv/fruits.jpg", "opencv/building.jpg", "opencv/home.jpg",
+    "opencv/messi5.jpg", "opencv/board.jpg", "opencv/starry_night.jpg", "opencv/orange.jpg",
+    "opencv/apple.jpg", "opencv/butterfly.jpg", "opencv/HappyFish.jpg", "opencv/stuff.jpg",
+    "opencv/blox.jpg", "opencv/smarties.png", "opencv/squirrel_cls.jpg", "opencv/leuvenA.jpg",
+    "opencv/aero1.jpg", "opencv/Blender_Suzanne1.jpg", "opencv/left.jpg", "opencv/pic3.png",
+    "py/skimage/data/astronaut.png", "py/skimage/data/chelsea.png", "py/skimage/data/coffee.png",
+    "py/skimage/data/rocket.jpg", "py/skimage/data/ihc.png", "py/skimage/data/camera.png",
+    "py/skimage/data/brick.png", "py/skimage/data/gravel.png", "py/skimage/data/grass.png",
+)  # fmt: skip
+KINDS = ("mixed", "smooth", "sprites")
+TEXTURE_BLUR_SIGMA = 0.6  # keeps bilinear resampling of the texture alias-free down to zoom ~0.7
+LIPSCHITZ_BUDGET = 0.4  # of the non-rigid field: < 1 makes q + D(q) invertible; 0.4 converges fast
+SUPERSAMPLE_OFFSETS = np.array([[-0.25, -0.25], [0.25, -0.25], [-0.25, 0.25], [0.25, 0.25]])
+
+
+class SyntheticClip(NamedTuple):
+    frames: np.ndarray  # T×H×W×3 uint8 RGB
+    flows: np.ndarray  # (T-1)×H×W×2 float32, frame t -> t+1
+    occluded: np.ndarray  # (T-1)×H×W bool: leaves the image or is covered by a higher layer at t+1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Textures
+
+
+@functools.lru_cache(maxsize=64)
+def _load_texture(path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"{path}: texture image cannot be read")
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.GaussianBlur(image, (0, 0), TEXTURE_BLUR_SIGMA)
+
+
+def default_texture_paths(root: Path | None = None) -> list[Path]:
+    root = root or ensure_data()
+    return [root / rel for rel in DEFAULT_TEXTURES]
+
+
+def _check_not_evaluation(paths: Sequence[Path]) -> None:
+    for path in paths:
+        if any(name in Path(path).name.lower() for name in EVALUATION_ONLY):
+            raise ValueError(f"{path}: evaluation-only images must not be used as synthetic textures")
+
+
+def _reflect_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Mirror integer indices into [0, size) like OpenCV's BORDER_REFLECT_101 (no repeated edge pixel)."""
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    index = np.mod(index, period)
+    return np.where(index >= size, period - index, index)
+
+
+def sample_bilinear_reflect(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``image`` (H×W×C) at float64 points, mirrored beyond the borders; N×C float64.
+
+    Done in float64 (not cv2.remap, whose coordinates are quantised to 1/32 px) so that rendering is exact.
+    """
+    height, width = image.shape[:2]
+    x0 = np.floor(x)
+    y0 = np.floor(y)
+    fx = (x - x0)[:, None]
+    fy = (y - y0)[:, None]
+    x0 = x0.astype(np.int64)
+    y0 = y0.astype(np.int64)
+    xa, xb = _reflect_index(x0, width), _reflect_index(x0 + 1, width)
+    ya, yb = _reflect_index(y0, height), _reflect_index(y0 + 1, height)
+    img = image.astype(np.float64, copy=False) if image.dtype != np.uint8 else image
+    top = img[ya, xa] * (1 - fx) + img[ya, xb] * fx
+    bottom = img[yb, xa] * (1 - fx) + img[yb, xb] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@dataclass
+class TexturePlacement:
+    """Canonical point q -> texture pixel ``q * scale + offset``."""
+
+    texture: np.ndarray
+    scale: float
+    offset: np.ndarray
+
+    def sample(self, q: np.ndarray) -> np.ndarray:
+        u = q * self.scale + self.offset
+        return sample_bilinear_reflect(self.texture, u[:, 0], u[:, 1])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Geometry helpers
+
+
+def _apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    mapped = points @ matrix[:2, :2].T + matrix[:2, 2]
+    w = points @ matrix[2, :2] + matrix[2, 2]
+    return mapped / w[:, None]
+
+
+def _translation(tx: float, ty: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
+
+
+def _rotation_scale(angle: float, log_scale: float, shear: float = 0.0) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    scale = np.exp(log_scale)
+    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return rot @ np.array([[scale, shear, 0.0], [0.0, scale, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _pixel_grid(height: int, width: int) -> np.ndarray:
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    return np.stack((xs.ravel(), ys.ravel()), axis=1)
+
+
+def _fit_motion_scale(measure: Callable[[float], float], target: float, max_disp: float) -> float:
+    """The multiplier k of a motion's velocities whose largest per-frame displacement is ~``target``.
+
+    Displacement grows about linearly with k (rotations and zooms are capped, so not exactly); a few
+    multiplicative corrections reach the target, then k shrinks until the hard ``max_disp`` bound holds.
+    """
+    k = target
+    for _ in range(6):
+        disp = measure(k)
+        if disp <= 1e-9:
+            break
+        k *= target / disp
+    for _ in range(20):
+        disp = measure(k)
+        if disp <= max_disp:
+            break
+        k *= 0.95 * max_disp / disp
+    return k
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layers
+
+
+@dataclass
+class SineWaves:
+    """Non-rigid field ``D_t(q) = sum_j amp_j * sin(freq_j . q + phase_j + speed_j * t)``, amp_j 2-vectors."""
+
+    amp: np.ndarray  # J×2
+    freq: np.ndarray  # J×2 (radians per canonical unit)
+    phase: np.ndarray  # J
+    speed: np.ndarray  # J (radians per frame)
+
+    def __call__(self, q: np.ndarray, t: int) -> np.ndarray:
+        if len(self.phase) == 0:
+            return np.zeros_like(q)
+        arg = q @ self.freq.T + self.phase + self.speed * t  # N×J
+        return np.sin(arg) @ self.amp
+
+    def jacobian(self, q: np.ndarray, t: int) -> np.ndarray:
+        """dD/dq at every point: N×2×2."""
+        arg = q @ self.freq.T + self.phase + self.speed * t
+        return np.einsum("nj,ja,jb->nab", np.cos(arg), self.amp, self.freq)
+
+    def lipschitz(self) -> float:
+        return float(np.sum(np.linalg.norm(self.amp, axis=1) * np.linalg.norm(self.freq, axis=1)))
+
+
+@dataclass
+class WarpedPlane:
+    """A full-frame layer: pixel ``p = H_t(q + D_t(q))`` for canonical point q (H_t: homography)."""
+
+    homographies: list[np.ndarray]  # one per frame
+    waves: SineWaves
+    texture: TexturePlacement
+    inverse_tolerance: float = 1e-10
+
+    def from_canonical(self, q: np.ndarray, t: int) -> np.ndarray:
+        return _apply_homography(self.homographies[t], q + self.waves(q, t))
+
+    def to_canonical(self, p: np.ndarray, t: int) -> np.ndarray:
+        r = _apply_homography(np.linalg.inv(self.homographies[t]), p)
+        if len(self.waves.phase) == 0:
+            return r
+        # Solve q + D_t(q) = r by Newton's method (I + dD/dq is invertible: the field's Lipschitz constant is
+        # < 1); the plain fixed-point iteration q = r - D_t(q), a contraction, is the fallback.
+        q = r - self.waves(r, t)
+        for _ in range(20):
+            residual = q + self.waves(q, t) - r
+            if np.max(np.abs(residual), initial=0.0) < self.inverse_tolerance:
+                return q
+            q = q - np.linalg.solve(np.eye(2) + self.waves.jacobian(q, t), residual[..., None])[..., 0]
+        for _ in range(200):
+            step = r - self.waves(q, t)
+            converged = np.max(np.abs(step - q), initial=0.0) < self.inverse_tolerance
+            q = step
+            if converged:
+                break
+        return q
+
+    def contains(self, q: np.ndarray) -> np.ndarray:
+        return np.ones(len(q), dtype=bool)
+
+
+@dataclass
+class StarPolygon:
+    """Star-shaped polygon around the origin, vertices counter-clockwise at ``angles`` with ``radii``."""
+
+    angles: np.ndarray
+    radii: np.ndarray
+
+    def vertices(self) -> np.ndarray:
+        return np.stack((np.cos(self.angles), np.sin(self.angles)), axis=1) * self.radii[:, None]
+
+    def boundary_points(self) -> np.ndarray:
+        return self.vertices()
+
+    def contains(self, q: np.ndarray) -> np.ndarray:
+        verts = self.vertices()
+        angle = np.mod(np.arctan2(q[:, 1], q[:, 0]), 2 * np.pi)
+        angle = np.where(angle < self.angles[0], angle + 2 * np.pi, angle)
+        edge = np.searchsorted(np.append(self.angles, self.angles[0] + 2 * np.pi), angle, side="right") - 1
+        edge = np.clip(edge, 0, len(verts) - 1)
+        a = verts[edge]
+        b = verts[(edge + 1) % len(verts)]
+        # Counter-clockwise edges with angular gaps < pi keep the origin on their left: inside = left too.
+        cross = (b[:, 0] - a[:, 0]) * (q[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (q[:, 0] - a[:, 0])
+        return cross >= 0
+
+
+@dataclass
+class Ellipse:
+    axes: np.ndarray  # (a, b)
+
+    def boundary_points(self) -> np.ndarray:
+        theta = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        return np.stack((np.cos(theta) * self.axes[0], np.sin(theta) * self.axes[1]), axis=1)
+
+    def contains(self, q: np.ndarray) -> np.ndarray:
+        return (q[:, 0] / self.axes[0]) ** 2 + (q[:, 1] / self.axes[1]) ** 2 <= 1.0
+
+
+@dataclass
+class Sprite:
+    """A shape on its own affine trajectory: ``p = A_t q`` with ``A_t`` = translate · rotate · scale."""
+
+    shape: StarPolygon | Ellipse
+    affines: list[np.ndarray]  # one 3×3 per frame
+    texture: TexturePlacement
+
+    def from_canonical(self, q: np.ndarray, t: int) -> np.ndarray:
+        return _apply_homography(self.affines[t], q)
+
+    def to_canonical(self, p: np.ndarray, t: int) -> np.ndarray:
+        return _apply_homography(np.linalg.inv(self.affines[t]), p)
+
+    def contains(self, q: np.ndarray) -> np.ndarray:
+        return self.shape.contains(q)
+
+
+Layer = WarpedPlane | Sprite
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Scenes
+
+
+@dataclass
+class Scene:
+    """The layers of one clip (bottom first) and the means to render it with its exact ground truth."""
+
+    size: tuple[int, int]
+    clip_len: int
+    layers: list[Layer]
+    kind: str
+
+    def top_layer(self, points: np.ndarray, t: int) -> np.ndarray:
+        """Index of the top layer whose shape covers each point (N×2 pixels) in frame t."""
+        label = np.zeros(len(points), dtype=np.int64)
+        for k in range(1, len(self.layers)):
+            label[self.layers[k].contains(self.layers[k].to_canonical(points, t))] = k
+        return label
+
+    def render(self) -> SyntheticClip:
+        height, width = self.size
+        grid = _pixel_grid(height, width)
+        frames = np.empty((self.clip_len, height, width, 3), dtype=np.uint8)
+        labels = []
+        canonical = []  # per frame, per layer: canonical points of every pixel centre
+        for t in range(self.clip_len):
+            image = np.zeros((len(grid), 3))
+            label = np.zeros(len(grid), dtype=np.int64)
+            per_layer = []
+            for k, layer in enumerate(self.layers):
+                q = layer.to_canonical(grid, t)
+                per_layer.append(q)
+                colour = layer.texture.sample(q)
+                if k == 0:
+                    image = colour
+                    continue
+                label[layer.contains(q)] = k
+                coverage = np.mean(
+                    [layer.contains(layer.to_canonical(grid + off, t)) for off in SUPERSAMPLE_OFFSETS], axis=0
+                )[:, None]
+                image = image * (1 - coverage) + colour * coverage
+            frames[t] = np.clip(np.rint(image), 0, 255).astype(np.uint8).reshape(height, width, 3)
+            labels.append(label)
+            canonical.append(per_layer)
+
+        flows = np.empty((self.clip_len - 1, height, width, 2), dtype=np.float32)
+        occluded = np.empty((self.clip_len - 1, height, width), dtype=bool)
+        for t in range(self.clip_len - 1):
+            flow = np.empty_like(grid)
+            for k, layer in enumerate(self.layers):
+                mine = labels[t] == k
+                flow[mine] = layer.from_canonical(canonical[t][k][mine], t + 1) - grid[mine]
+            target = grid + flow
+            outside = (
+                (target[:, 0] < 0)
+                | (target[:, 0] > width - 1)
+                | (target[:, 1] < 0)
+                | (target[:, 1] > height - 1)
+            )
+            covered = self.top_layer(target, t + 1) != labels[t]
+            flows[t] = flow.reshape(height, width, 2)
+            occluded[t] = (outside | covered).reshape(height, width)
+        return SyntheticClip(frames, flows, occluded)
+
+
+def _max_step_displacement(
+    layer: Layer, boundary_or_grid: np.ndarray, clip_len: int, in_pixels: bool
+) -> float:
+    """Largest |p_{t+1} - p_t| over the given points (pixels of frame t, or canonical points) and pairs."""
+    largest = 0.0
+    for t in range(clip_len - 1):
+        q = layer.to_canonical(boundary_or_grid, t) if in_pixels else boundary_or_grid
+        step = layer.from_canonical(q, t + 1) - layer.from_canonical(q, t)
+        largest = max(largest, float(np.max(np.linalg.norm(step, axis=1))))
+    return largest
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(max(high, low)))))
+
+
+class SyntheticClips(Sequence[SyntheticClip]):
+    """``count`` clips of ``clip_len`` frames, deterministic per ``(seed, index)``; indexing renders one.
+
+    ``clips[i]`` is ``SyntheticClip(frames, flows, occluded)``: T×H×W×3 uint8, (T-1)×H×W×2 float32 and
+    (T-1)×H×W bool.
+    Largest per-frame displacements are drawn log-uniformly between ``min_disp`` and ``max_disp`` pixels
+    (per clip for the camera, per sprite for sprites).
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        count: int,
+        size: tuple[int, int] = (256, 320),
+        clip_len: int = 3,
+        kind: str = "mixed",
+        max_disp: float = 80.0,
+        min_disp: float = 0.25,
+        sprites: tuple[int, int] = (2, 6),
+        textures: Sequence[str | Path] | None = None,
+    ):
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if clip_len < 2:
+            raise ValueError(f"clip_len must be at least 2, got {clip_len}")
+        if min(size) < 8:
+            raise ValueError(f"size must be at least 8×8, got {size}")
+        if not 0 < min_disp <= max_disp:
+            raise ValueError(f"need 0 < min_disp <= max_disp, got {min_disp}, {max_disp}")
+        self.seed = seed
+        self.count = count
+        self.size = (int(size[0]), int(size[1]))
+        self.clip_len = clip_len
+        self.kind = kind
+        self.max_disp = float(max_disp)
+        self.min_disp = float(min_disp)
+        self.sprite_range = sprites
+        paths = [Path(p) for p in textures] if textures is not None else default_texture_paths()
+        _check_not_evaluation(paths)
+        self.texture_paths = paths
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> SyntheticClip:  # type: ignore[override]
+        return self.scene(index).render()
+
+    def _index(self, index: int) -> int:
+        if not -self.count <= index < self.count:
+            raise IndexError(f"clip {index} out of range for {self.count} clips")
+        return index % self.count
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self._index(index)])
+
+    def clip_kind(self, index: int) -> str:
+        """``"smooth"`` or ``"sprites"``: the kind clip ``index`` is drawn as."""
+        return self._draw_kind(self._rng(index))
+
+    def _draw_kind(self, rng: np.random.Generator) -> str:
+        draw = rng.random()  # always drawn, so a clip's other draws do not depend on ``kind``
+        if self.kind != "mixed":
+            return self.kind
+        return "smooth" if draw < 0.5 else "sprites"
+
+    def scene(self, index: int) -> Scene:
+        """The layers of clip ``index`` (for inspection; ``clips[index]`` renders it)."""
+        rng = self._rng(index)
+        kind = self._draw_kind(rng)
+        order = rng.permutation(len(self.texture_paths))
+        textures = [_load_texture(str(self.texture_paths[i])) for i in order]
+        if kind == "smooth":
+            layers: list[Layer] = [self._background(rng, textures[0], non_rigid=True)]
+        else:
+            layers = [self._background(rng, textures[0], non_rigid=False)]
+            count = int(rng.integers(self.sprite_range[0], self.sprite_range[1] + 1))
+            for k in range(count):
+                layers.append(self._sprite(rng, textures[(k + 1) % len(textures)]))
+        return Scene(self.size, self.clip_len, layers, kind)
+
+    # -- background: camera homography (+ non-rigid waves) --------------------------------------------------
+
+    def _background(self, rng: np.random.Generator, texture: np.ndarray, non_rigid: bool) -> WarpedPlane:
+        height, width = self.size
+        centre = np.array([(width - 1) / 2, (height - 1) / 2])
+        radius = float(np.hypot(width, height) / 2)
+        # Unit motion (~1 px at the corners per component), mixed with random weights; k scales it.
+        direction = rng.uniform(0, 2 * np.pi)
+        weights = rng.uniform(0, 1, size=6) ** 2
+        velocity = np.array([
+            np.cos(direction) * (0.3 + weights[0]),
+            np.sin(direction) * (0.3 + weights[0]),
+            rng.normal() * weights[1] / radius,  # rotation (rad)
+            rng.normal() * weights[2] / radius,  # log zoom
+            rng.normal() * weights[3] * 0.5 / radius,  # shear
+            rng.normal() * weights[4] * 0.5 / radius**2,  # perspective x
+            rng.normal() * weights[5] * 0.5 / radius**2,  # perspective y
+        ])  # fmt: skip
+        acceleration = velocity * rng.uniform(-0.3, 0.3, size=7)
+        caps = np.array([np.inf, np.inf, 0.2, 0.15, 0.1, 0.3 / radius, 0.3 / radius])
+
+        zoom = rng.uniform(0.8, 1.5)
+        offset = rng.uniform(0, 1, size=2) * np.array(texture.shape[1::-1])
+        placement = TexturePlacement(texture, 1.0 / zoom, offset)
+
+        if non_rigid:
+            waves_count = int(rng.integers(2, 5))
+            wavelength = rng.uniform(0.4, 1.5, size=waves_count) * max(height, width)
+            freq_dir = rng.uniform(0, 2 * np.pi, size=waves_count)
+            freq = np.stack((np.cos(freq_dir), np.sin(freq_dir)), axis=1) * (2 * np.pi / wavelength)[:, None]
+            amp_dir = rng.uniform(0, 2 * np.pi, size=waves_count)
+            share = rng.dirichlet(np.ones(waves_count)) * LIPSCHITZ_BUDGET * rng.uniform(0.3, 1.0)
+            amp_len = share / np.linalg.norm(freq, axis=1)
+            amp = np.stack((np.cos(amp_dir), np.sin(amp_dir)), axis=1) * amp_len[:, None]
+            phase = rng.uniform(0, 2 * np.pi, size=waves_count)
+            speed = rng.uniform(0.2, 1.0, size=waves_count) * rng.choice([-1.0, 1.0], size=waves_count)
+        else:
+            amp = freq = np.zeros((0, 2))
+            phase = speed = np.zeros(0)
+
+        def build(k: float) -> WarpedPlane:
+            # Waves travel at a speed that grows with k too, so sub-pixel clips stay sub-pixel.
+            waves = SineWaves(amp, freq, phase, np.clip(speed * k / 4.0, -np.pi / 2, np.pi / 2))
+            homographies = [np.eye(3)]
+            for t in range(self.clip_len - 1):
+                p = np.clip((velocity + t * acceleration) * k, -caps, caps)
+                step = _translation(*(centre + p[:2])) @ _rotation_scale(p[2], p[3], p[4])
+                step = step @ np.array([[1, 0, 0], [0, 1, 0], [p[5], p[6], 1.0]]) @ _translation(*-centre)
+                homographies.append(step @ homographies[-1])
+            return WarpedPlane(homographies, waves, placement)
+
+        probe = _pixel_grid(17, 17) * np.array([(width - 1) / 16, (height - 1) / 16])
+        target = _log_uniform(rng, self.min_disp, self.max_disp)
+        k = _fit_motion_scale(
+            lambda k: _max_step_displacement(build(k), probe, self.clip_len, True), target, self.max_disp
+        )
+        return build(k)
+
+    # -- sprites ---------------------------------------------------------------------------------------------
+
+    def _sprite(self, rng: np.random.Generator, texture: np.ndarray) -> Sprite:
+        height, width = self.size
+        if rng.random() < 0.6:
+            n = int(rng.integers(3, 10))
+            angles = (np.arange(n) + rng.uniform(-0.2, 0.2, size=n)) * (2 * np.pi / n) + rng.uniform(
+                0, 2 * np.pi
+            )
+            angles = np.sort(np.mod(angles, 2 * np.pi))
+            shape: StarPolygon | Ellipse = StarPolygon(angles, rng.uniform(0.5, 1.0, size=n))
+        else:
+            shape = Ellipse(np.array([1.0, rng.uniform(0.4, 1.0)]))
+        size_px = rng.uniform(0.08, 0.3) * min(height, width)
+        start = rng.uniform([0, 0], [width - 1, height - 1])
+        angle0 = rng.uniform(0, 2 * np.pi)
+        direction = rng.uniform(0, 2 * np.pi)
+        velocity = np.array([
+            np.cos(direction),
+            np.sin(direction),
+            rng.normal() * rng.uniform(0, 1) / size_px,  # rotation (rad/frame)
+            rng.normal() * rng.uniform(0, 0.5) / size_px,  # log zoom per frame
+        ])  # fmt: skip
+        acceleration = velocity * rng.uniform(-0.3, 0.3, size=4)
+        caps = np.array([np.inf, np.inf, 0.35, 0.15])
+        zoom = rng.uniform(0.8, 1.5)
+        texture_offset = rng.uniform(0, 1, size=2) * np.array(texture.shape[1::-1])
+        placement = TexturePlacement(texture, size_px / zoom, texture_offset)
+
+        def build(k: float) -> Sprite:
+            position, angle, log_scale = start.copy(), angle0, np.log(size_px)
+            affines = []
+            for t in range(self.clip_len):
+                affines.append(_translation(*position) @ _rotation_scale(angle, log_scale))
+                p = np.clip((velocity + t * acceleration) * k, -caps, caps)
+                position, angle, log_scale = position + p[:2], angle + p[2], log_scale + p[3]
+            return Sprite(shape, affines, placement)
+
+        boundary = np.vstack((shape.boundary_points(), [[0.0, 0.0]]))
+        target = _log_uniform(rng, self.min_disp, self.max_disp)
+        k = _fit_motion_scale(
+            lambda k: _max_step_displacement(build(k), boundary, self.clip_len, False), target, self.max_disp
+        )
+        return build(k)

@@ -1,0 +1,319 @@
+"""The public inference API: :class:`MotionEstimator` (our network) and :func:`get_estimator` (ours or a
+classical baseline behind the same interface).
+
+Frames go in as H×W×3 uint8 RGB (or H×W grayscale) NumPy arrays of any size; motion comes out as H×W×2
+float32 ``(u, v)`` in pixels of the given frames. Padding to the network's stride happens here, outside the
+model, and is cropped off the motion.
+
+**Windows.** The network sees clips of ``T = clip_len`` frames (the length it was trained on; any T ≥ 2 runs).
+A sequence of N frames is cut into windows of T consecutive frames that share their end frames
+(frames 0..T-1, T-1..2T-2, ...), so each adjacent pair lies in exactly one window and gets exactly one
+motion map. When the pairs left at the end do not fill a window, the last window is moved back to end at
+the last frame (full T-frame context, all real frames) and only its new pairs are kept. A sequence shorter
+than T is one window of all N frames. So:
+
+- ``estimate(f1, f2)`` is the network on the 2-frame clip ``[f1, f2]``; it equals ``estimate_clip([f1, f2])``
+  exactly, and equals the pair inside a longer ``estimate_clip`` only up to clip context: there the pair
+  also sees its window's other frames through the network's temporal mixing.
+- ``estimate_stream(frames)`` yields exactly what ``estimate_clip(frames)`` returns, one pair at a time,
+  holding at most ``batch_size`` windows of frames (bounded memory on any video length).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from scattermotion.baselines import METHODS as BASELINE_METHODS
+from scattermotion.errors import InputError
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.safetensors"
+OURS = "ours"
+CLASSICAL_METHODS = BASELINE_METHODS  # "tvl1", "dis", "dis-fast", "farneback", "zero"
+METHODS = (OURS, *CLASSICAL_METHODS)
+
+
+class FlowEstimator(Protocol):
+    """What extraction and evaluation need from any motion method."""
+
+    name: str
+    clip_len: int
+
+    def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray: ...
+
+    def estimate_clip(self, frames: Sequence[np.ndarray]) -> np.ndarray: ...
+
+    def estimate_stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]: ...
+
+
+# ---- frame checks shared by every method -----------------------------------------------------------------
+
+
+def as_frame(frame: np.ndarray, index: int = 0) -> np.ndarray:
+    """``frame`` as H×W×3 uint8 RGB (grayscale H×W or H×W×1 expanded); else ``ValueError`` naming it."""
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise ValueError(
+            f"frame {index}: frames must be uint8 (0..255), got {frame.dtype}; "
+            "convert float images in [0, 1] with (x * 255).round().astype(np.uint8)"
+        )
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frame {index}: expected H×W×3 RGB or H×W grayscale, got shape {frame.shape}")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"frame {index}: empty frame of shape {frame.shape}")
+    return np.ascontiguousarray(frame)
+
+
+def _check_same_size(frame: np.ndarray, first: np.ndarray, index: int) -> None:
+    if frame.shape != first.shape:
+        raise ValueError(
+            f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
+            f"{first.shape[1]}x{first.shape[0]}: all frames of a clip must have the same size"
+        )
+
+
+def _stack_flows(flows: list[np.ndarray], count: int) -> np.ndarray:
+    if len(flows) != count - 1:  # a bug, never the caller's fault
+        raise RuntimeError(f"expected {count - 1} motion maps for {count} frames, got {len(flows)}")
+    return np.stack(flows).astype(np.float32, copy=False)
+
+
+# ---- device ----------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:i"``. Plain ``"cuda"`` under torchrun picks ``cuda:$LOCAL_RANK``."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(None, f"unknown device {device!r}: use cpu, cuda or cuda:N") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(None, f"device {device!r} asked for, but CUDA is not available on this machine")
+        if dev.index is None and "LOCAL_RANK" in os.environ:
+            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
+    elif dev.type != "cpu":
+        raise InputError(None, f"unsupported device {device!r}: use cpu, cuda or cuda:N")
+    return dev
+
+
+# ---- our network -----------------------------------------------------------------------------------------
+
+
+class MotionEstimator:
+    """Dense motion from our network. See the module docstring for how clips are cut into windows.
+
+    >>> est = MotionEstimator.from_pretrained("run/ckpt.safetensors", device="cuda", fp16=True)
+    >>> flow = est.estimate(frame1, frame2)          # H×W×2 float32
+    >>> flows = est.estimate_clip(frames)            # (N-1)×H×W×2 for N frames
+    """
+
+    name = OURS
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        fp16: bool = False,
+        batch_size: int | None = None,
+    ):
+        self.device = resolve_device(device)
+        if fp16 and self.device.type != "cuda":
+            raise InputError(None, "fp16 runs only on CUDA (autocast); drop --fp16 on the CPU")
+        self.fp16 = fp16
+        # Windows per forward pass: batching pays off on a GPU; on a CPU it only adds memory.
+        self.batch_size = (
+            int(batch_size) if batch_size is not None else (8 if self.device.type == "cuda" else 1)
+        )
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.to(self.device).eval()
+        self.clip_len = int(model.config.clip_len)
+        self.stride = int(model.stride)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        fp16: bool = False,
+        batch_size: int | None = None,
+    ) -> MotionEstimator:
+        """Load safetensors weights (``path``; None = the default model shipped in the package)."""
+        from scattermotion.model import load_weights
+
+        if path is None:
+            if not DEFAULT_WEIGHTS.is_file():
+                raise InputError(
+                    DEFAULT_WEIGHTS,
+                    "the default model is not shipped yet; pass a weights file "
+                    "(MotionEstimator.from_pretrained('run/ckpt.safetensors') or --weights PATH)",
+                )
+            path = DEFAULT_WEIGHTS
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(
+                path, "weights file not found" if not path.exists() else "weights path is not a file"
+            )
+        dev = resolve_device(device)
+        return cls(load_weights(path, device=dev), device=dev, fp16=fp16, batch_size=batch_size)
+
+    # ---- public API ---------------------------------------------------------------------------------------
+
+    def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
+        """Motion from ``frame1`` to ``frame2``: H×W×2 float32 (the network on the 2-frame clip)."""
+        return self.estimate_clip([frame1, frame2])[0]
+
+    def estimate_clip(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """One motion map per adjacent pair of ``frames`` (N ≥ 2): (N-1)×H×W×2 float32."""
+        frames = list(frames)
+        return _stack_flows(list(self.estimate_stream(frames)), len(frames))
+
+    def estimate_stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Yield the motion of each adjacent pair in order, reading ``frames`` lazily.
+
+        At most ``batch_size`` windows of ``clip_len`` frames are held at a time; the output is exactly that
+        of :meth:`estimate_clip`. Raises ``ValueError`` for fewer than 2 frames or frames of different sizes.
+        """
+        length = self.clip_len
+        recent: deque[np.ndarray] = deque(maxlen=length)  # the last T frames: every window is a slice of it
+        pending: list[tuple[list[np.ndarray], int]] = []  # (window frames, pairs of it already emitted)
+        first: np.ndarray | None = None
+        count = 0
+        for count, frame in enumerate(frames, start=1):
+            frame = as_frame(frame, count - 1)
+            if first is None:
+                first = frame
+            _check_same_size(frame, first, count - 1)
+            recent.append(frame)
+            if count >= length and (count - 1) % (length - 1) == 0:  # a full window ends at this frame
+                pending.append((list(recent), 0))
+                if len(pending) == self.batch_size:
+                    yield from self._run_windows(pending)
+                    pending = []
+        if count < 2:
+            raise ValueError(f"motion needs at least 2 frames, got {count}")
+        if count < length:  # the whole (short) sequence is one window
+            pending.append((list(recent), 0))
+        else:
+            last_window_end = (count - 1) // (length - 1) * (length - 1)  # frame index, 0-based
+            new_pairs = count - 1 - last_window_end
+            if new_pairs:  # move the last window back to end at the last frame; keep only the new pairs
+                pending.append((list(recent), length - 1 - new_pairs))
+        yield from self._run_windows(pending)
+
+    # ---- internals ----------------------------------------------------------------------------------------
+
+    def _run_windows(self, windows: list[tuple[list[np.ndarray], int]]) -> Iterator[np.ndarray]:
+        """Run windows of equal length in one forward pass; yield each window's kept pairs in order."""
+        if not windows:
+            return
+        from scattermotion.padding import InputPadder
+
+        clips = np.stack([np.stack(frames) for frames, _ in windows])  # B×T×H×W×3 uint8
+        height, width = clips.shape[2:4]
+        padder = InputPadder(height, width, self.stride)
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else nullcontext()
+        with torch.inference_mode(), autocast:
+            batch = torch.from_numpy(clips).to(self.device, non_blocking=True)
+            batch = batch.permute(0, 1, 4, 2, 3).float().div_(255.0)  # B×T×3×H×W in [0, 1]
+            (batch,) = padder.pad(batch)
+            flows = padder.unpad(self.model(batch).flows)  # B×(T-1)×2×H×W
+            flows = flows.float().permute(0, 1, 3, 4, 2).contiguous().cpu().numpy()
+        for (_, skip), window_flows in zip(windows, flows, strict=True):
+            yield from window_flows[skip:]
+
+
+# ---- classical baselines behind the same interface -------------------------------------------------------
+
+
+class ClassicalEstimator:
+    """A classical OpenCV method (:class:`scattermotion.baselines.ClassicalFlow`) as a :class:`FlowEstimator`.
+
+    Classical methods see one pair at a time, so a clip is just its pairs and the stream holds two frames.
+    """
+
+    clip_len = 2
+
+    def __init__(self, method: str):
+        from scattermotion.baselines import ClassicalFlow
+
+        self.name = method
+        self.flow = ClassicalFlow(method)
+
+    def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
+        first, second = as_frame(frame1, 0), as_frame(frame2, 1)
+        _check_same_size(second, first, 1)
+        return np.asarray(self.flow.estimate(first, second), dtype=np.float32)
+
+    def estimate_clip(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        frames = list(frames)
+        return _stack_flows(list(self.estimate_stream(frames)), len(frames))
+
+    def estimate_stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        previous: np.ndarray | None = None
+        first: np.ndarray | None = None
+        count = 0
+        for count, frame in enumerate(frames, start=1):
+            frame = as_frame(frame, count - 1)
+            if first is None:
+                first = frame
+            _check_same_size(frame, first, count - 1)
+            if previous is not None:
+                yield np.asarray(self.flow.estimate(previous, frame), dtype=np.float32)
+            previous = frame
+        if count < 2:
+            raise ValueError(f"motion needs at least 2 frames, got {count}")
+
+
+def get_estimator(
+    method: str = OURS,
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    fp16: bool = False,
+    batch_size: int | None = None,
+) -> FlowEstimator:
+    """``"ours"`` (``weights`` or the packaged default) or a classical method: ``"tvl1"``, ``"dis"``,
+    ``"dis-fast"``, ``"farneback"``, ``"zero"``. Classical methods run on the CPU only."""
+    if method == OURS:
+        return MotionEstimator.from_pretrained(weights, device=device, fp16=fp16, batch_size=batch_size)
+    if method not in CLASSICAL_METHODS:
+        raise InputError(None, f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if weights is not None:
+        raise InputError(weights, f"weights apply to --method {OURS} only, not {method}")
+    if fp16 or resolve_device(device).type != "cpu":
+        raise InputError(None, f"{method} is an OpenCV CPU method: drop --device cuda / --fp16")
+    return ClassicalEstimator(method)
+
+
+def estimate_image_files(
+    image1: str | os.PathLike,
+    image2: str | os.PathLike,
+    method: str = OURS,
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    fp16: bool = False,
+) -> np.ndarray:
+    """Motion between two image files (``scattermotion flow``); :class:`InputError` names a bad file."""
+    from scattermotion.data.video import read_image
+
+    first, second = read_image(image1), read_image(image2)
+    if first.shape != second.shape:
+        raise InputError(
+            image2,
+            f"size {second.shape[1]}x{second.shape[0]} differs from {image1} "
+            f"({first.shape[1]}x{first.shape[0]})",
+        )
+    estimator = get_estimator(method, weights, device=device, fp16=fp16)
+    return estimator.estimate(first, second)

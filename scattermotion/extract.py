@@ -1,0 +1,485 @@
+"""Dataset-scale motion extraction: videos (or frame folders) in, one motion file per frame pair out.
+
+Layout (denseflow-compatible), for an input item with output folder ``<rel>`` (``<class>/<video_stem>`` for
+a folder of class sub-folders, see :mod:`scattermotion.inputs`):
+
+- ``jpg``:   ``DIR/<rel>/flow_x_00001.jpg``, ``flow_y_00001.jpg``, ... (±bound mapped to 0..255)
+- ``flo`` / ``kitti`` / ``npy``: ``DIR/<rel>/flow_00001.flo`` / ``.png`` (KITTI 16-bit) / ``.npy``
+- ``viz``:   ``DIR/<rel>/flow_00001.png``, Middlebury colours saturating at ``bound`` px (a fixed radius,
+  not a per-sequence one, so that frames stream and colours are comparable across frames and videos)
+
+Indices are 1-based: file k holds the motion from sampled frame k to k+1. With ``step`` K the frames
+0, K, 2K, ... are sampled, so the pairs are (0, K), (K, 2K), ... and a video of N frames gives
+``ceil(N / K) - 1`` motion maps (``N - 1`` for K = 1), each in pixels of motion over K frames.
+
+Robustness: every file is written atomically (temporary name, then rename). ``DIR/<rel>/.done`` (JSON with
+the settings and counts) is written last; a re-run skips items whose marker matches the current settings
+and whose files are all there, and redoes the rest after deleting their partial outputs (only files named
+like our outputs are ever deleted). A failing item (missing, corrupt, fewer than 2 frames) is logged in one
+line and skipped; the rest finish and the summary lists the failures.
+
+Parallelism: ``workers`` N runs N processes over videos for the classical methods; for ``ours`` it sets the
+torch threads of the one process (the network already uses every core it is given). Sharding: ``shard``
+(i, N) takes items i, i+N, ... of the sorted list; under torchrun it defaults to (RANK, WORLD_SIZE).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from itertools import chain, islice
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from scattermotion.errors import InputError
+from scattermotion.estimator import OURS, FlowEstimator, get_estimator
+from scattermotion.inputs import (
+    InputItem,
+    expand_inputs,
+    open_source,
+    output_size,
+    shard_from_env,
+    shard_items,
+)
+from scattermotion.io.atomic import write_bytes_atomic
+
+FORMATS = ("jpg", "flo", "kitti", "npy", "viz")
+DONE_MARKER = ".done"
+FIRST_INDEX = 1  # denseflow / TSN loaders count from 1
+# Files this module writes (and so may delete when redoing an item), including atomic-write temporaries.
+_OUTPUT_NAME = re.compile(r"^(flow(_[xy])?_\d{5,}\.(jpg|flo|png|npy))$")
+_TEMP_NAME = re.compile(r"^\.(flow(_[xy])?_\d{5,}|\.done)\.[0-9a-f]+\.tmp(\.(jpg|flo|png|npy))?$")
+
+
+@dataclass
+class ExtractOptions:
+    """Everything ``scattermotion extract`` takes besides the INPUT list."""
+
+    out_dir: Path
+    format: str = "jpg"
+    method: str = OURS
+    weights: Path | None = None
+    bound: float = 20.0
+    resize: tuple[int, int] | None = None  # (W, H)
+    short_side: int | None = None
+    step: int = 1
+    workers: int | None = None  # processes (classical) or torch threads (ours); None = defaults
+    device: str = "cpu"
+    fp16: bool = False
+    batch_size: int | None = None
+    shard: tuple[int, int] | None = None  # (i, N); None = (RANK, WORLD_SIZE) under torchrun, else all
+    # Read at most this many (sampled) frames per item: quick runs and tests.
+    max_frames: int | None = None
+    list_root: Path | None = None
+    prefetch: int = 8  # frames decoded ahead in a background thread (0: decode in line)
+    progress: bool | None = None  # None = progress bars when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        if self.format not in FORMATS:
+            raise InputError(None, f"unknown --format {self.format!r}; choose from {', '.join(FORMATS)}")
+        if self.step < 1:
+            raise InputError(None, f"--step must be >= 1, got {self.step}")
+        if not self.bound > 0:
+            raise InputError(None, f"--bound must be positive, got {self.bound}")
+        if self.workers is not None and self.workers < 1:
+            raise InputError(None, f"--workers must be >= 1, got {self.workers}")
+        if self.max_frames is not None and self.max_frames < 2:
+            raise InputError(None, f"--max-frames must be >= 2, got {self.max_frames}")
+        output_size(None, 1, 1, resize=self.resize, short_side=self.short_side)  # both given, or bad values
+
+    def settings(self) -> dict:
+        """What determines the outputs: a finished item is redone when any of these differ."""
+        weights = str(Path(self.weights).resolve()) if self.weights is not None else None
+        return {
+            "method": self.method,
+            "weights": weights if self.method == OURS else None,
+            "format": self.format,
+            "bound": self.bound if self.format in ("jpg", "viz") else None,
+            "resize": list(self.resize) if self.resize else None,
+            "short_side": self.short_side,
+            "step": self.step,
+            "max_frames": self.max_frames,
+        }
+
+
+@dataclass
+class ItemResult:
+    """How one item went. ``timings`` splits its seconds into decode / model / write."""
+
+    item: InputItem
+    status: str  # "done" | "skipped" | "failed"
+    frames: int = 0
+    pairs: int = 0
+    files: int = 0
+    reason: str = ""
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ExtractSummary:
+    results: list[ItemResult]
+    shard: tuple[int, int]
+    total_items: int  # before sharding
+    seconds: float
+
+    def of(self, status: str) -> list[ItemResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.of("failed") else 0
+
+    def report(self) -> str:
+        done, skipped, failed = self.of("done"), self.of("skipped"), self.of("failed")
+        pairs = sum(r.pairs for r in done)
+        shard = f" (shard {self.shard[0]}/{self.shard[1]} of {self.total_items})" if self.shard[1] > 1 else ""
+        lines = [
+            f"extract: {len(self.results)} item(s){shard}: {len(done)} extracted ({pairs} motion maps), "
+            f"{len(skipped)} already done, {len(failed)} failed, in {self.seconds:.1f} s"
+        ]
+        if failed:
+            lines.append("failed:")
+            lines.extend(f"  {r.reason}" for r in failed)
+        return "\n".join(lines)
+
+
+# ---- output files ----------------------------------------------------------------------------------------
+
+
+def output_writer(fmt: str, bound: float) -> Callable[[Path, int, np.ndarray], int]:
+    """``write(folder, index, flow) -> number of files written`` for one of :data:`FORMATS`."""
+    from scattermotion import io as flow_io
+
+    def single(
+        suffix: str, write: Callable[[Path, np.ndarray], None]
+    ) -> Callable[[Path, int, np.ndarray], int]:
+        def write_one(folder: Path, index: int, flow: np.ndarray) -> int:
+            write(folder / f"flow_{index:05d}{suffix}", flow)
+            return 1
+
+        return write_one
+
+    if fmt == "jpg":
+        return lambda folder, index, flow: len(flow_io.write_flow_jpeg(folder, index, flow, bound=bound))
+    if fmt == "flo":
+        return single(".flo", flow_io.write_flo)
+    if fmt == "kitti":
+        return single(".png", flow_io.write_kitti)
+    if fmt == "npy":
+        return single(".npy", flow_io.write_npy)
+    if fmt == "viz":
+        return single(".png", lambda path, flow: flow_io.write_png(path, flow_io.flow_to_color(flow, bound)))
+    raise InputError(None, f"unknown format {fmt!r}")
+
+
+def clean_outputs(folder: Path) -> int:
+    """Delete our outputs, temporaries and done marker from ``folder`` (nothing else). Returns the count."""
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for path in folder.iterdir():
+        name = path.name
+        if (name == DONE_MARKER or _OUTPUT_NAME.match(name) or _TEMP_NAME.match(name)) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def count_outputs(folder: Path) -> int:
+    return sum(1 for p in folder.iterdir() if _OUTPUT_NAME.match(p.name)) if folder.is_dir() else 0
+
+
+def is_done(folder: Path, settings: dict) -> bool:
+    """True when ``folder`` has a done marker for ``settings`` and every file it counts is there."""
+    try:
+        marker = json.loads((folder / DONE_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker.get("settings") == settings and marker.get("files") == count_outputs(folder)
+
+
+def write_done(folder: Path, settings: dict, result: ItemResult) -> None:
+    marker = {
+        "settings": settings,
+        "source": str(result.item.source),
+        "frames": result.frames,
+        "pairs": result.pairs,
+        "files": result.files,
+        "seconds": round(result.seconds, 3),
+    }
+    write_bytes_atomic(folder / DONE_MARKER, (json.dumps(marker, indent=1) + "\n").encode())
+
+
+# ---- one item --------------------------------------------------------------------------------------------
+
+
+def prefetch(frames: Iterable[np.ndarray], depth: int) -> Iterator[np.ndarray]:
+    """Iterate ``frames`` in a background thread, at most ``depth`` ahead, so that decoding (PyAV and OpenCV
+    release the GIL) overlaps motion estimation. Errors are re-raised here; closing the generator stops the
+    thread and closes ``frames``."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    source = iter(frames)
+
+    def produce() -> None:
+        try:
+            for frame in source:
+                while not stop.is_set():
+                    try:
+                        buffer.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item: object = end
+        except BaseException as err:  # handed to the consumer, which raises it
+            item = err
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=produce, name="frame-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+
+class _Timed:
+    """Wraps an iterator and adds the time spent inside ``next()`` to ``timings[key]``; counts items."""
+
+    def __init__(self, iterable: Iterable, timings: dict[str, float], key: str):
+        self.iterator, self.timings, self.key, self.count = iter(iterable), timings, key, 0
+        timings.setdefault(key, 0.0)
+
+    def __iter__(self) -> Iterator:
+        return self
+
+    def __next__(self):
+        start = time.perf_counter()
+        try:
+            value = next(self.iterator)
+        finally:
+            self.timings[self.key] += time.perf_counter() - start
+        self.count += 1
+        return value
+
+
+def extract_item(
+    item: InputItem,
+    estimator: FlowEstimator,
+    options: ExtractOptions,
+    write: Callable[[Path, int, np.ndarray], int] | None = None,
+    frame_bar: tqdm | None = None,
+) -> ItemResult:
+    """Extract one item into ``out_dir / item.rel``; never raises for a bad item (returns status failed)."""
+    folder = options.out_dir / item.rel
+    write = write or output_writer(options.format, options.bound)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    frames: Iterator[np.ndarray] | None = None
+    try:
+        clean_outputs(folder)
+        source = open_source(item, resize=options.resize, short_side=options.short_side)
+        frames = source.frames(step=options.step)
+        if options.max_frames is not None:
+            frames = islice(frames, options.max_frames)
+        if options.prefetch > 0:
+            frames = prefetch(frames, options.prefetch)
+        decoded = _Timed(frames, timings, "decode")  # with prefetch: time spent waiting for frames
+        head = list(islice(decoded, 2))
+        head_decode = timings["decode"]  # decoded before the stream's timer starts
+        if len(head) < 2:
+            step = f" sampled with --step {options.step}" if options.step > 1 else ""
+            frames_text = f"{len(head)} frame{'' if len(head) == 1 else 's'}"
+            raise InputError(item.source, f"has {frames_text}{step}; motion needs at least 2")
+        if frame_bar is not None and not frame_bar.disable:
+            # The header's count (may be off) rather than frame_count, which reads the whole file once more.
+            total = getattr(source, "declared_frame_count", None)
+            total = source.frame_count if total is None else total
+            if options.max_frames is not None:
+                total = min(total, options.max_frames * options.step)
+            frame_bar.reset(total=max(0, -(-total // options.step) - 1) or None)
+            frame_bar.set_description(item.name[-40:])
+        folder.mkdir(parents=True, exist_ok=True)
+        flows = _Timed(estimator.estimate_stream(chain(head, decoded)), timings, "stream")
+        pairs = files = 0
+        for index, flow in enumerate(flows, start=FIRST_INDEX):
+            write_start = time.perf_counter()
+            files += write(folder, index, flow)
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - write_start
+            pairs += 1
+            if frame_bar is not None:
+                frame_bar.update()
+        # The stream's time includes decoding every frame after the first two.
+        timings["model"] = max(0.0, timings.pop("stream") - (timings["decode"] - head_decode))
+        result = ItemResult(item, "done", frames=decoded.count, pairs=pairs, files=files, timings=timings)
+        result.seconds = time.perf_counter() - start
+        write_done(folder, options.settings(), result)
+        return result
+    except Exception as err:  # one bad item must not stop the batch: report it and go on
+        try:
+            clean_outputs(folder)
+        except OSError:
+            pass
+        return ItemResult(item, "failed", reason=_one_line(item, err), seconds=time.perf_counter() - start)
+    finally:
+        close = getattr(frames, "close", None)  # stops the prefetch thread at once, also on an interrupt
+        if close is not None:
+            close()
+
+
+def _one_line(item: InputItem, err: Exception) -> str:
+    if isinstance(err, InputError):
+        text = str(err) if err.path is not None else f"{item.source}: {err}"
+    else:
+        text = f"{item.source}: {type(err).__name__}: {err}"
+    return " ".join(text.split())
+
+
+# ---- many items ------------------------------------------------------------------------------------------
+
+
+def extract(
+    inputs: Sequence[str | os.PathLike], options: ExtractOptions, estimator: FlowEstimator | None = None
+) -> ExtractSummary:
+    """Extract every item of ``inputs`` (this shard's part), skipping finished ones (see the module doc)."""
+    start = time.perf_counter()
+    items = expand_inputs(inputs, options.list_root)
+    shard = options.shard or shard_from_env() or (0, 1)
+    mine = shard_items(items, *shard)
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    settings = options.settings()
+    results: dict[InputItem, ItemResult] = {}
+    todo = []
+    for item in mine:
+        if is_done(options.out_dir / item.rel, settings):
+            results[item] = ItemResult(item, "skipped")
+        else:
+            todo.append(item)
+
+    show = options.progress
+    with tqdm(
+        total=len(mine), initial=len(results), desc="videos", unit="video", disable=_disable(show)
+    ) as bar:
+
+        def record(result: ItemResult) -> None:
+            results[result.item] = result
+            if result.status == "failed":
+                tqdm.write(f"failed: {result.reason}", file=sys.stderr)
+            bar.update()
+
+        if todo and options.method != OURS and (options.workers or 1) > 1:
+            _extract_parallel(todo, options, record)
+        elif todo:
+            estimator = estimator or _make_estimator(options)
+            write = output_writer(options.format, options.bound)
+            with tqdm(desc="frames", unit="pair", leave=False, disable=_disable(show)) as frame_bar:
+                for item in todo:
+                    record(extract_item(item, estimator, options, write, frame_bar))
+
+    ordered = [results[item] for item in mine]
+    return ExtractSummary(ordered, shard, len(items), time.perf_counter() - start)
+
+
+def _disable(show: bool | None) -> bool | None:
+    return None if show is None else not show  # tqdm: None = only on a terminal
+
+
+def _make_estimator(options: ExtractOptions) -> FlowEstimator:
+    if options.method == OURS and options.workers is not None:
+        import torch
+
+        torch.set_num_threads(options.workers)
+    return get_estimator(
+        options.method,
+        options.weights,
+        device=options.device,
+        fp16=options.fp16,
+        batch_size=options.batch_size,
+    )
+
+
+# Process-pool workers (classical methods): one estimator per process, OpenCV single-threaded in each.
+_worker_estimator: FlowEstimator | None = None
+
+
+def _worker_init(options: ExtractOptions) -> None:
+    import cv2
+
+    global _worker_estimator
+    cv2.setNumThreads(1)
+    _worker_estimator = _make_estimator(options)
+
+
+def _worker_extract(item: InputItem, options: ExtractOptions) -> ItemResult:
+    assert _worker_estimator is not None
+    return extract_item(item, _worker_estimator, options)
+
+
+def _extract_parallel(
+    todo: list[InputItem], options: ExtractOptions, record: Callable[[ItemResult], None]
+) -> None:
+    get_estimator(options.method, options.weights, device=options.device, fp16=options.fp16)  # fail fast here
+    # forkserver: workers start from a clean process, never a fork of one with threads running.
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(
+        max_workers=options.workers, mp_context=context, initializer=_worker_init, initargs=(options,)
+    ) as pool:
+        futures = {pool.submit(_worker_extract, item, options): item for item in todo}
+        try:
+            for future in as_completed(futures):
+                try:
+                    record(future.result())
+                except Exception as err:  # a worker died (e.g. killed): the item is not done
+                    item = futures[future]
+                    record(ItemResult(item, "failed", reason=_one_line(item, err)))
+        except BaseException:  # interrupted: do not start the videos still queued
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def summary_json(summary: ExtractSummary) -> dict:
+    """The summary as plain data (for benchmarks and logs)."""
+    return {
+        "shard": list(summary.shard),
+        "seconds": summary.seconds,
+        "items": [
+            {
+                **{k: v for k, v in asdict(r).items() if k != "item"},
+                "source": str(r.item.source),
+                "rel": r.item.name,
+            }
+            for r in summary.results
+        ],
+    }

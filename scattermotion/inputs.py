@@ -1,0 +1,226 @@
+"""Turn the INPUT arguments of ``scattermotion extract`` into a sorted list of things to extract.
+
+An INPUT is one of:
+
+- a **video file** (any container PyAV decodes): output folder ``<stem>``;
+- a **folder**, searched recursively: every video in it becomes an item whose output folder mirrors its path
+  relative to that folder without the extension (``UCF101/ApplyEyeMakeup/v_x.avi`` given ``UCF101`` ->
+  ``ApplyEyeMakeup/v_x``), and every sub-folder holding images becomes a *frame folder* item the same way;
+  a folder that itself holds images is one frame-folder item named after it;
+- a **list file** (``.txt``, ``.lst``, ``.list``, ``.csv``): one video or frame folder per line, first
+  whitespace- (or comma-) separated column only, so UCF101/HMDB51 split files work as they are; ``#``
+  comments and blank lines are skipped. Relative entries are resolved against ``list_root`` (default: the
+  list file's folder) and keep their relative path as output folder (class sub-folders kept).
+
+Frame folders hold images sorted by natural order (``img_2`` before ``img_10``); files named ``flow_*``
+are ignored so a denseflow-style ``rawframes`` folder can be given as it is. A path that does not exist is
+kept as a video item: it fails when opened, with the other items unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from scattermotion.data.video import natural_key, open_video, output_size, read_image, resize_frame
+from scattermotion.errors import InputError
+
+VIDEO_EXTENSIONS = frozenset(
+    {".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts", ".ogv"}
+)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list", ".csv"})
+IGNORED_IMAGE_PREFIX = "flow_"  # outputs of a previous extraction living beside the frames
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One video (or frame folder) to extract, and the output sub-folder it maps to."""
+
+    source: Path
+    kind: str  # "video" | "frames"
+    rel: PurePosixPath  # output folder relative to --out, e.g. ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01
+
+    @property
+    def name(self) -> str:
+        return str(self.rel)
+
+
+# ---- expanding INPUT arguments ---------------------------------------------------------------------------
+
+
+def expand_inputs(
+    inputs: Sequence[str | os.PathLike], list_root: str | os.PathLike | None = None
+) -> list[InputItem]:
+    """All items named by ``inputs``, sorted by output folder (the deterministic order sharding relies on).
+
+    Raises :class:`InputError` when two items would write to the same output folder.
+    """
+    items: list[InputItem] = []
+    for raw in inputs:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            items.extend(_expand_folder(path, PurePosixPath()))
+        elif path.suffix.lower() in LIST_EXTENSIONS and path.is_file():
+            items.extend(_expand_list(path, Path(list_root) if list_root is not None else path.parent))
+        else:
+            items.append(InputItem(path, "video", PurePosixPath(path.stem)))
+    return _sorted_unique(items)
+
+
+def _expand_folder(root: Path, rel_base: PurePosixPath) -> Iterator[InputItem]:
+    if _image_files(root):
+        yield InputItem(root, "frames", rel_base if rel_base.parts else PurePosixPath(root.name))
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        rel_dir = rel_base / PurePosixPath(*here.relative_to(root).parts)
+        if here != root and _image_files(here):
+            yield InputItem(here, "frames", rel_dir)
+        for filename in sorted(filenames):
+            if not filename.startswith(".") and Path(filename).suffix.lower() in VIDEO_EXTENSIONS:
+                yield InputItem(here / filename, "video", rel_dir / Path(filename).stem)
+
+
+def _expand_list(list_file: Path, root: Path) -> Iterator[InputItem]:
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(list_file, f"cannot read list file: {err}") from err
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = line if (root / line).exists() else re.split(r"[\s,]+", line)[0]
+        entry_path = Path(entry).expanduser()
+        # Relative entries keep their path (class folder included) as the output folder.
+        rel = (
+            PurePosixPath(entry_path.as_posix())
+            if not entry_path.is_absolute()
+            else PurePosixPath(entry_path.name)
+        )
+        path = entry_path if entry_path.is_absolute() else root / entry_path
+        if path.is_dir():
+            yield from _expand_folder(path, rel)
+        else:
+            yield InputItem(path, "video", rel.with_suffix("") if rel.suffix else rel)
+
+
+def _sorted_unique(items: list[InputItem]) -> list[InputItem]:
+    by_rel: dict[PurePosixPath, InputItem] = {}
+    for item in items:
+        other = by_rel.get(item.rel)
+        if other is not None and other.source.resolve() != item.source.resolve():
+            raise InputError(item.source, f"writes to the same output folder {item.rel} as {other.source}")
+        by_rel[item.rel] = item
+    return [by_rel[rel] for rel in sorted(by_rel, key=str)]
+
+
+# ---- sharding --------------------------------------------------------------------------------------------
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` -> ``(i, N)`` with ``0 <= i < N``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise InputError(None, f"--shard {text!r}: expected i/N, e.g. 0/4")
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1 or index >= count:
+        raise InputError(None, f"--shard {text!r}: need 0 <= i < N")
+    return index, count
+
+
+def shard_from_env(environ: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """``(RANK, WORLD_SIZE)`` as set by torchrun, or None when not running under it."""
+    env = os.environ if environ is None else environ
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return None
+    try:
+        return parse_shard(f"{env['RANK']}/{env['WORLD_SIZE']}")
+    except InputError as err:
+        raise InputError(None, f"RANK/WORLD_SIZE environment: {err.problem}") from err
+
+
+def shard_items(items: Sequence[InputItem], index: int, count: int) -> list[InputItem]:
+    """Items ``index, index + count, ...`` of the sorted list: shards never overlap and together cover it."""
+    return list(sorted(items, key=lambda item: str(item.rel))[index::count])
+
+
+# ---- frame sizes and images ------------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` -> ``(W, H)``."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise InputError(None, f"--resize {text!r}: expected WxH with positive integers, e.g. 340x256")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    images = [
+        p
+        for p in entries
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and not p.name.startswith((".", IGNORED_IMAGE_PREFIX))
+        and p.is_file()
+    ]
+    return sorted(images, key=lambda p: natural_key(p.name))
+
+
+# ---- frame folders ---------------------------------------------------------------------------------------
+
+
+class FrameFolderSource:
+    """Frames stored as image files in one folder, streamed one at a time like a video.
+
+    ``frames()`` yields H×W×3 uint8 RGB at the requested size; every image must have the size of the first.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, resize: tuple[int, int] | None = None, short_side: int | None = None
+    ):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise InputError(
+                self.path, "frame folder not found" if not self.path.exists() else "not a folder"
+            )
+        self.files = _image_files(self.path)
+        if not self.files:
+            raise InputError(self.path, "frame folder holds no images")
+        first = read_image(self.files[0])
+        self.source_size = (first.shape[1], first.shape[0])
+        self.width, self.height = output_size(
+            self.path, *self.source_size, resize=resize, short_side=short_side
+        )
+        self.frame_count = len(self.files)
+        self.fps: float | None = None
+
+    def frames(self, start: int = 0, step: int = 1) -> Iterator[np.ndarray]:
+        if step < 1 or start < 0:
+            raise ValueError(f"start must be >= 0 and step >= 1, got start={start}, step={step}")
+        for file in self.files[start::step]:
+            image = read_image(file)
+            if (image.shape[1], image.shape[0]) != self.source_size:
+                w, h = self.source_size
+                raise InputError(
+                    file, f"size {image.shape[1]}x{image.shape[0]} differs from the first frame's {w}x{h}"
+                )
+            yield resize_frame(image, (self.width, self.height))
+
+
+def open_source(item: InputItem, resize: tuple[int, int] | None = None, short_side: int | None = None):
+    """A streaming frame source for ``item``: a video (:func:`scattermotion.data.video.open_video`) or a
+    frame folder. Both have ``frame_count`` and ``frames(start=0, step=1)``; sizes follow ``output_size``."""
+    if item.kind == "frames":
+        return FrameFolderSource(item.source, resize=resize, short_side=short_side)
+    return open_video(item.source, resize=resize, short_side=short_side)

@@ -1,0 +1,70 @@
+"""Classical flow baselines behind the MotionEstimator interface."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from scattermotion.baselines import METHODS, ClassicalFlow
+from scattermotion.data.fetched import ensure_data
+from scattermotion.data.synthetic import SyntheticClips
+from scattermotion.errors import InputError
+from scattermotion.metrics import aggregate, flow_metrics
+
+
+@pytest.fixture(scope="module")
+def shifted_pair() -> tuple[np.ndarray, np.ndarray]:
+    """A real texture and the same texture moved 3 px right and 2 px down (frame2(x) = frame1(x - (3, 2)))."""
+    image = cv2.imread(str(ensure_data() / "opencv" / "baboon.jpg"), cv2.IMREAD_COLOR)
+    rgb = cv2.cvtColor(cv2.resize(image, (160, 160), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    return rgb[20:100, 20:120], rgb[18:98, 17:117]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_gives_flow_of_the_frame_size(method, shifted_pair):
+    frame1, frame2 = shifted_pair
+    estimator = ClassicalFlow(method, threads=1)
+    flow = estimator.estimate(frame1, frame2)
+    assert flow.shape == (80, 100, 2) and flow.dtype == np.float32
+    grey = estimator.estimate(
+        cv2.cvtColor(frame1, cv2.COLOR_RGB2GRAY), cv2.cvtColor(frame2, cv2.COLOR_RGB2GRAY)
+    )
+    np.testing.assert_allclose(grey, flow, atol=1e-5)  # RGB is converted to the same grey
+    clip = estimator.estimate_clip([frame1, frame2, frame1])
+    assert clip.shape == (2, 80, 100, 2) and clip.dtype == np.float32
+    np.testing.assert_allclose(clip[0], flow, atol=1e-5)
+    if method == "zero":
+        assert not flow.any()
+    else:  # a pure translation is recovered in the interior
+        median = np.median(flow[15:-15, 15:-15].reshape(-1, 2), axis=0)
+        np.testing.assert_allclose(median, [3, 2], atol=0.5)
+
+
+def test_dis_beats_zero_flow_on_synthetic_smooth_motion():
+    clips = SyntheticClips(seed=21, count=4, size=(96, 128), clip_len=2, kind="smooth", max_disp=16.0)
+    results = {m: [] for m in ("dis", "zero")}
+    for frames, flows, occluded in clips:
+        for method in results:
+            pred = ClassicalFlow(method, threads=1).estimate(frames[0], frames[1])
+            results[method].append(flow_metrics(pred, flows[0], occluded=occluded[0]))
+    dis, zero = aggregate(results["dis"]), aggregate(results["zero"])
+    assert dis["epe"] < 0.5 * zero["epe"]
+
+
+def test_bad_method_and_bad_frames():
+    with pytest.raises(ValueError, match="tvl1, dis, dis-fast, farneback, zero"):
+        ClassicalFlow("raft")
+    estimator = ClassicalFlow("dis")
+    with pytest.raises(InputError, match="differ in size"):
+        estimator.estimate(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 40, 3), np.uint8))
+    with pytest.raises(InputError, match="uint8"):
+        estimator.estimate(np.zeros((32, 32, 3), np.float32), np.zeros((32, 32, 3), np.float32))
+    with pytest.raises(InputError, match="at least 2 frames"):
+        estimator.estimate_clip([np.zeros((32, 32, 3), np.uint8)])
+
+
+def test_thread_setting_is_restored(shifted_pair):
+    before = cv2.getNumThreads()
+    ClassicalFlow("farneback", threads=1).estimate(*shifted_pair)
+    assert cv2.getNumThreads() == before

@@ -1,0 +1,207 @@
+"""MotionEstimator: input handling, the window plan of estimate_clip, estimate vs clip, stream vs clip, and
+the classical methods behind the same interface. Uses a randomly initialised small network (no trained
+weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scattermotion import estimator as estimator_module
+from scattermotion.errors import InputError
+from scattermotion.estimator import MotionEstimator, get_estimator
+from scattermotion.model import build_motion_net, save_weights
+from scattermotion.model.config import MotionConfig
+from scattermotion.padding import InputPadder
+
+HEIGHT, WIDTH = 37, 53  # deliberately not multiples of the network stride
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _few_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared: more threads only wait on each other
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def weights_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "random_small.safetensors"
+    save_weights(build_motion_net("small"), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def est(weights_path) -> MotionEstimator:
+    return MotionEstimator.from_pretrained(weights_path)
+
+
+def _frames(count: int, height: int = HEIGHT, width: int = WIDTH, seed: int = 0) -> list[np.ndarray]:
+    """A textured image translated by one pixel per frame (real motion, so pairs differ)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (height + 4, width + count + 4, 3), dtype=np.uint8)
+    return [np.ascontiguousarray(base[2 : 2 + height, i : i + width]) for i in range(count)]
+
+
+def _model_on_window(est: MotionEstimator, frames: list[np.ndarray]) -> np.ndarray:
+    """The network run directly on one clip (padding done here, independently of the estimator)."""
+    clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255.0)[None]
+    padder = InputPadder(HEIGHT, WIDTH, est.stride)
+    with torch.inference_mode():
+        flows = padder.unpad(est.model(padder.pad(clip)[0]).flows)[0]
+    return flows.permute(0, 2, 3, 1).numpy()
+
+
+def test_default_weights_missing_gives_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(estimator_module, "DEFAULT_WEIGHTS", tmp_path / "default.safetensors")
+    with pytest.raises(InputError, match="not shipped yet"):
+        MotionEstimator.from_pretrained()
+    with pytest.raises(InputError, match="not found"):
+        MotionEstimator.from_pretrained(tmp_path / "nope.safetensors")
+
+
+def test_output_shape_any_size_and_dtype(est):
+    a, b = _frames(2)
+    flow = est.estimate(a, b)
+    assert flow.shape == (HEIGHT, WIDTH, 2) and flow.dtype == np.float32
+    assert np.isfinite(flow).all()
+    tiny = est.estimate(*_frames(2, height=5, width=7))
+    assert tiny.shape == (5, 7, 2)
+
+
+def test_grayscale_equals_rgb_with_equal_channels(est):
+    a, b = (f[:, :, 0] for f in _frames(2))
+    gray = est.estimate(a, b)
+    rgb = est.estimate(np.dstack([a] * 3), np.dstack([b] * 3))
+    one_channel = est.estimate(a[:, :, None], b[:, :, None])
+    np.testing.assert_array_equal(gray, rgb)
+    np.testing.assert_array_equal(gray, one_channel)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((HEIGHT, WIDTH, 3), np.float32), "uint8"),
+        (np.zeros((HEIGHT, WIDTH, 4), np.uint8), "shape"),
+        (np.zeros((HEIGHT, WIDTH, 3, 1), np.uint8), "shape"),
+        (np.zeros((HEIGHT + 1, WIDTH, 3), np.uint8), "same size"),
+        (np.zeros((0, WIDTH, 3), np.uint8), "empty"),
+    ],
+)
+def test_bad_frames_rejected(est, bad, message):
+    good = _frames(1)[0]
+    with pytest.raises(ValueError, match=message):
+        est.estimate(good, bad)
+
+
+def test_clip_needs_two_frames(est):
+    with pytest.raises(ValueError, match="at least 2"):
+        est.estimate_clip(_frames(1))
+    with pytest.raises(ValueError, match="at least 2"):
+        list(est.estimate_stream(iter([])))
+
+
+def test_fp16_refused_on_cpu(weights_path):
+    with pytest.raises(InputError, match="CUDA"):
+        MotionEstimator.from_pretrained(weights_path, fp16=True)
+
+
+def test_clip_windows_share_frames_and_tail_moves_back(est):
+    """T=4, 9 frames: windows 0-3 and 3-6, then the tail window 5-8 of which only pairs 6-7, 7-8 are kept."""
+    assert est.clip_len == 4
+    frames = _frames(9)
+    clip = est.estimate_clip(frames)
+    assert clip.shape == (8, HEIGHT, WIDTH, 2)
+    expected = np.concatenate(
+        [
+            _model_on_window(est, frames[0:4]),
+            _model_on_window(est, frames[3:7]),
+            _model_on_window(est, frames[5:9])[1:],
+        ]
+    )
+    np.testing.assert_allclose(clip, expected, atol=1e-6)
+    # Context matters, so the check above can fail: pair 6-7 in a window starting at 6 differs.
+    assert np.abs(_model_on_window(est, frames[6:9])[0] - clip[6]).max() > 1e-5
+
+
+def test_estimate_equals_two_frame_clip_and_differs_only_by_context(est):
+    frames = _frames(4)
+    pair = est.estimate(frames[1], frames[2])
+    np.testing.assert_array_equal(pair, est.estimate_clip(frames[1:3])[0])
+    np.testing.assert_allclose(pair, _model_on_window(est, frames[1:3])[0], atol=1e-6)
+    in_clip = est.estimate_clip(frames)[1]
+    assert np.abs(pair - in_clip).max() < 0.05 * max(np.abs(in_clip).max(), 1e-3) + 1e-3
+
+
+def test_two_frame_model_clip_equals_pairwise_estimates(tmp_path):
+    torch.manual_seed(1)
+    net = build_motion_net(MotionConfig.small(clip_len=2))
+    est2 = MotionEstimator(net, batch_size=3)
+    frames = _frames(6)
+    clip = est2.estimate_clip(frames)
+    pairs = np.stack([est2.estimate(a, b) for a, b in zip(frames[:-1], frames[1:], strict=True)])
+    np.testing.assert_allclose(clip, pairs, atol=1e-6)
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 5, 7, 10])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_stream_equals_clip_with_bounded_lookahead(weights_path, count, batch_size):
+    est = MotionEstimator.from_pretrained(weights_path, batch_size=batch_size)
+    frames = _frames(count)
+    reference = est.estimate_clip(frames)
+    pulled = 0
+
+    def source():
+        nonlocal pulled
+        for frame in frames:
+            pulled += 1
+            yield frame
+
+    streamed, lookahead = [], []
+    for flow in est.estimate_stream(source()):
+        lookahead.append(pulled - len(streamed))
+        streamed.append(flow)
+    assert len(streamed) == count - 1
+    np.testing.assert_allclose(np.stack(streamed), reference, atol=1e-6)
+    # Never more than batch_size windows of frames ahead of the output.
+    window_frames = batch_size * (est.clip_len - 1) + 1
+    assert max(lookahead) <= window_frames
+
+
+def test_stream_is_lazy_on_a_long_sequence(est):
+    pulled = 0
+
+    def endless():
+        nonlocal pulled
+        frames = _frames(2)
+        while True:
+            pulled += 1
+            yield frames[pulled % 2]
+
+    stream = est.estimate_stream(endless())
+    first_three = [next(stream) for _ in range(3)]
+    assert len(first_three) == 3 and pulled <= 2 * est.clip_len
+
+
+@pytest.mark.parametrize("method", ["dis", "farneback"])
+def test_classical_methods_share_the_interface(method):
+    est = get_estimator(method)
+    frames = _frames(5)
+    clip = est.estimate_clip(frames)
+    assert clip.shape == (4, HEIGHT, WIDTH, 2) and clip.dtype == np.float32
+    streamed = np.stack(list(est.estimate_stream(iter(frames))))
+    np.testing.assert_array_equal(streamed, clip)
+    np.testing.assert_array_equal(est.estimate(frames[0], frames[1]), clip[0])
+    gray = est.estimate(frames[0][:, :, 0], frames[1][:, :, 0])
+    assert gray.shape == (HEIGHT, WIDTH, 2)
+
+
+def test_get_estimator_rejects_bad_requests(weights_path):
+    with pytest.raises(InputError, match="unknown method"):
+        get_estimator("raft")
+    with pytest.raises(InputError, match="only"):
+        get_estimator("dis", weights=weights_path)
+    assert get_estimator("ours", weights=weights_path).name == "ours"

@@ -1,0 +1,447 @@
+"""Dataset-scale extraction: INPUT expansion, output layout and counts, bad items in a batch, resuming after
+an interruption, sharding, streaming on a long video, process workers, and the ``flow`` / ``extract`` verbs.
+
+Most runs use DIS (fast); the network runs with random weights (speed and plumbing only)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from scattermotion import extract as extract_module
+from scattermotion.cli import app
+from scattermotion.data.fetched import ensure_data, frame_pairs, real_video
+from scattermotion.data.video import open_video
+from scattermotion.errors import InputError
+from scattermotion.estimator import get_estimator
+from scattermotion.extract import DONE_MARKER, ExtractOptions, extract
+from scattermotion.inputs import expand_inputs, parse_shard, shard_from_env, shard_items
+from scattermotion.io import read_flo, read_flow, read_flow_jpeg
+from scattermotion.model import build_motion_net, save_weights
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _setup():
+    ensure_data()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared: more threads only wait on each other
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "random_small.safetensors"
+    save_weights(build_motion_net("small"), path)
+    return path
+
+
+def write_video(path: Path, count: int, size: tuple[int, int] = (48, 32), seed: int = 0) -> Path:
+    """A synthetic MPEG-4 video of a random texture moving right by 1 px per frame."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (height, width + count, 3), dtype=np.uint8), (5, 5), 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(count):
+            frame = np.ascontiguousarray(texture[:, count - i : count - i + width])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def flow_files(root: Path) -> dict[str, bytes]:
+    """Every output file under ``root`` (done markers excluded: they hold timings) by relative path."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != DONE_MARKER
+    }
+
+
+def done_markers(root: Path) -> dict[str, dict]:
+    return {p.parent.relative_to(root).as_posix(): json.loads(p.read_text()) for p in root.rglob(DONE_MARKER)}
+
+
+def options(out: Path, **kwargs) -> ExtractOptions:
+    kwargs.setdefault("method", "dis")
+    kwargs.setdefault("progress", False)
+    return ExtractOptions(out_dir=out, **kwargs)
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """A UCF101-like folder: two classes of short synthetic videos."""
+    root = tmp_path / "videos"
+    write_video(root / "Jump" / "v_Jump_g01_c01.avi", 5, seed=1)
+    write_video(root / "Jump" / "v_Jump_g02_c01.avi", 4, seed=2)
+    write_video(root / "Run" / "v_Run_g01_c01.mp4", 6, seed=3)
+    write_video(root / "Run" / "v_Run_g02_c01.mkv", 3, seed=4)
+    return root
+
+
+# ---- INPUT expansion and sharding -------------------------------------------------------------------------
+
+
+def test_expand_inputs_folders_frame_folders_and_lists(dataset, tmp_path):
+    frames = tmp_path / "frames" / "Wave" / "clip7"
+    frames.mkdir(parents=True)
+    for i in (1, 2, 10):
+        cv2.imwrite(str(frames / f"img_{i}.jpg"), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(frames / "flow_x_00001.jpg"), np.zeros((8, 8), np.uint8))  # ignored: an old output
+    listing = tmp_path / "trainlist.txt"
+    listing.write_text("# split\nJump/v_Jump_g01_c01.avi 1\n\nRun/v_Run_g02_c01.mkv 2\n")
+
+    items = expand_inputs([dataset, tmp_path / "frames", tmp_path / "missing.mp4"])
+    assert [str(i.rel) for i in items] == [
+        "Jump/v_Jump_g01_c01",
+        "Jump/v_Jump_g02_c01",
+        "Run/v_Run_g01_c01",
+        "Run/v_Run_g02_c01",
+        "Wave/clip7",
+        "missing",
+    ]
+    assert items[4].kind == "frames" and items[5].kind == "video"
+    from scattermotion.inputs import FrameFolderSource
+
+    source = FrameFolderSource(frames)
+    assert [p.name for p in source.files] == ["img_1.jpg", "img_2.jpg", "img_10.jpg"]
+
+    listed = expand_inputs([listing], list_root=dataset)
+    assert [(str(i.rel), i.source) for i in listed] == [
+        ("Jump/v_Jump_g01_c01", dataset / "Jump" / "v_Jump_g01_c01.avi"),
+        ("Run/v_Run_g02_c01", dataset / "Run" / "v_Run_g02_c01.mkv"),
+    ]
+    with pytest.raises(InputError, match="same output folder"):
+        expand_inputs([dataset / "Jump" / "v_Jump_g01_c01.avi", tmp_path / "other" / "v_Jump_g01_c01.mp4"])
+
+
+def test_shards_are_disjoint_and_cover_the_list(dataset):
+    items = expand_inputs([dataset])
+    shards = [shard_items(items, i, 3) for i in range(3)]
+    flat = [item for shard in shards for item in shard]
+    assert sorted(map(str, (i.rel for i in flat))) == sorted(map(str, (i.rel for i in items)))
+    assert len(flat) == len(set(flat))
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "1", "-1/2", "a/b"):
+        with pytest.raises(InputError):
+            parse_shard(bad)
+    assert shard_from_env({"RANK": "1", "WORLD_SIZE": "2"}) == (1, 2)
+    assert shard_from_env({}) is None
+
+
+# ---- layout, counts, values -------------------------------------------------------------------------------
+
+
+def test_real_clip_jpg_layout_counts_and_values(tmp_path):
+    video = real_video("carphone")
+    summary = extract([video], options(tmp_path / "out", format="jpg", short_side=64, max_frames=8))
+    assert summary.exit_code == 0 and [r.status for r in summary.results] == ["done"]
+    folder = tmp_path / "out" / "carphone_pristine"
+    names = sorted(p.name for p in folder.iterdir())
+    expected = [f"flow_{c}_{i:05d}.jpg" for c in "xy" for i in range(1, 8)]
+    assert names == sorted([DONE_MARKER, *expected])
+    marker = json.loads((folder / DONE_MARKER).read_text())
+    assert (marker["frames"], marker["pairs"], marker["files"]) == (8, 7, 14)
+
+    # The JPEGs hold DIS motion of the resized frames, clipped at ±20 and quantised (0.16 px per level).
+    frames = [f for _, f in zip(range(8), open_video(video, short_side=64).frames(), strict=False)]
+    assert frames[0].shape[:2] == (64, 78)
+    reference = get_estimator("dis").estimate_clip(frames)
+    for k in range(7):
+        back = read_flow_jpeg(folder / f"flow_x_{k + 1:05d}.jpg", folder / f"flow_y_{k + 1:05d}.jpg")
+        assert back.shape == (64, 78, 2)
+        assert np.abs(back - np.clip(reference[k], -20, 20)).mean() < 0.25
+
+
+def test_ours_with_random_weights_class_folders_step_and_flo(dataset, tmp_path, random_weights):
+    out = tmp_path / "out"
+    summary = extract([dataset], options(out, method="ours", weights=random_weights, format="flo", step=2))
+    assert summary.exit_code == 0
+    # N frames sampled every 2nd: ceil(N / 2) frames, one fewer motion maps.
+    counts = {
+        "Jump/v_Jump_g01_c01": 2,
+        "Jump/v_Jump_g02_c01": 1,
+        "Run/v_Run_g01_c01": 2,
+        "Run/v_Run_g02_c01": 1,
+    }
+    for rel, pairs in counts.items():
+        assert sorted(p.name for p in (out / rel).glob("flow_*")) == [
+            f"flow_{i:05d}.flo" for i in range(1, pairs + 1)
+        ]
+    est = get_estimator("ours", weights=random_weights)
+    frames = list(open_video(dataset / "Jump" / "v_Jump_g01_c01.avi").frames(step=2))
+    expected = est.estimate_clip(frames)
+    for k in range(2):
+        np.testing.assert_allclose(
+            read_flo(out / "Jump/v_Jump_g01_c01" / f"flow_{k + 1:05d}.flo"), expected[k], atol=1e-5
+        )
+
+
+@pytest.mark.parametrize("fmt, suffix", [("kitti", ".png"), ("npy", ".npy"), ("viz", ".png")])
+def test_other_formats(dataset, tmp_path, fmt, suffix):
+    out = tmp_path / "out"
+    summary = extract([dataset / "Run" / "v_Run_g02_c01.mkv"], options(out, format=fmt))
+    assert summary.exit_code == 0
+    files = sorted((out / "v_Run_g02_c01").glob("flow_*"))
+    assert [p.name for p in files] == [f"flow_{i:05d}{suffix}" for i in (1, 2)]
+    if fmt == "viz":
+        image = cv2.imread(str(files[0]))
+        assert image.shape == (32, 48, 3) and image.dtype == np.uint8
+    else:
+        assert read_flow(files[0]).shape == (32, 48, 2)
+
+
+# ---- robustness -------------------------------------------------------------------------------------------
+
+
+def test_bad_items_are_reported_and_the_rest_finish(dataset, tmp_path):
+    corrupt = tmp_path / "bad" / "corrupt.mp4"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    one_frame = write_video(tmp_path / "bad" / "single.avi", 1)
+    missing = tmp_path / "bad" / "missing.avi"
+    good = dataset / "Jump" / "v_Jump_g01_c01.avi"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "extract",
+            str(corrupt),
+            str(missing),
+            str(good),
+            str(one_frame),
+            "--out",
+            str(out),
+            "--method",
+            "dis",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "1 extracted" in result.stdout and "3 failed" in result.stdout
+    failures = result.stdout.split("failed:\n", 1)[1].splitlines()
+    assert len(failures) == 3
+    assert any("missing.avi" in line for line in failures)
+    assert any("corrupt.mp4" in line for line in failures)
+    assert any("single.avi" in line and "has 1 frame;" in line for line in failures)
+    assert result.stderr.count("failed: ") == 3  # each failure is also logged when it happens
+    assert (out / "v_Jump_g01_c01" / DONE_MARKER).exists()
+    for name in ("corrupt", "missing", "single"):  # failed items leave no outputs behind
+        assert not list((out / name).glob("*")) if (out / name).is_dir() else not (out / name).exists()
+
+
+def test_interrupted_run_resumes_and_matches_a_clean_run(dataset, tmp_path, monkeypatch):
+    clean = tmp_path / "clean"
+    assert extract([dataset], options(clean)).exit_code == 0
+
+    out = tmp_path / "out"
+    real_writer = extract_module.output_writer
+    written = 0
+
+    def interrupting_writer(fmt, bound):
+        write = real_writer(fmt, bound)
+
+        def write_then_maybe_stop(folder, index, flow):
+            nonlocal written
+            if written == 6:  # 4 pairs of the first video, then 2 of the second: stop mid-video
+                raise KeyboardInterrupt
+            written += 1
+            return write(folder, index, flow)
+
+        return write_then_maybe_stop
+
+    monkeypatch.setattr(extract_module, "output_writer", interrupting_writer)
+    with pytest.raises(KeyboardInterrupt):
+        extract([dataset], options(out))
+    monkeypatch.setattr(extract_module, "output_writer", real_writer)
+    assert set(done_markers(out)) == {"Jump/v_Jump_g01_c01"}
+    partial = out / "Jump" / "v_Jump_g02_c01"
+    assert len(list(partial.glob("flow_*"))) == 4  # 2 pairs written, no marker
+    assert not [p for p in out.rglob(".*tmp*")]  # atomic writes leave no temporaries behind
+    # Leftovers of another crash: a stale output, a temporary file; and a user file that must survive.
+    (partial / "flow_x_00099.jpg").write_bytes(b"stale")
+    (partial / ".flow_y_00002.0123abcd.tmp.jpg").write_bytes(b"half")
+    (partial / "notes.txt").write_text("keep me")
+
+    summary = extract([dataset], options(out))
+    assert [r.status for r in summary.results] == ["skipped", "done", "done", "done"]
+    assert (partial / "notes.txt").read_text() == "keep me"
+    (partial / "notes.txt").unlink()
+    assert flow_files(out) == flow_files(clean)
+    assert set(done_markers(out)) == set(done_markers(clean))
+
+    # A marker for other settings does not count as done; a deleted output file does not either.
+    (out / "Run" / "v_Run_g01_c01" / "flow_y_00003.jpg").unlink()
+    summary = extract([dataset], options(out, bound=10.0))
+    assert [r.status for r in summary.results] == ["done"] * 4
+    summary = extract([dataset], options(out, bound=10.0))
+    assert [r.status for r in summary.results] == ["skipped"] * 4
+
+
+def test_shard_union_equals_full_run(dataset, tmp_path, monkeypatch):
+    full, sharded = tmp_path / "full", tmp_path / "sharded"
+    extract([dataset], options(full))
+    first = extract([dataset], options(sharded, shard=(0, 2)))
+    monkeypatch.setenv("RANK", "1")  # the second shard comes from the torchrun environment
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    second = extract([dataset], options(sharded))
+    assert second.shard == (1, 2)
+    assert len(first.results) == len(second.results) == 2
+    assert not {r.item for r in first.results} & {r.item for r in second.results}
+    assert flow_files(sharded) == flow_files(full)
+    assert len(flow_files(full)) == 2 * (4 + 3 + 5 + 2)
+    assert set(done_markers(sharded)) == set(done_markers(full))
+
+
+def test_long_video_streams_with_bounded_lookahead(tmp_path, monkeypatch, random_weights):
+    """300 frames through the network: every pair gets one output and frames are read only as needed."""
+    video = write_video(tmp_path / "long.mp4", 300, size=(32, 32))
+    pulled = 0
+    lookahead = []
+    real_open = extract_module.open_source
+
+    class CountingSource:
+        def __init__(self, source):
+            self.source, self.frame_count = source, source.frame_count
+
+        def frames(self, start=0, step=1):
+            nonlocal pulled
+            for frame in self.source.frames(start=start, step=step):
+                pulled += 1
+                yield frame
+
+    monkeypatch.setattr(extract_module, "open_source", lambda *a, **k: CountingSource(real_open(*a, **k)))
+    real_writer = extract_module.output_writer
+
+    def watching_writer(fmt, bound):
+        write = real_writer(fmt, bound)
+
+        def record(folder, index, flow):
+            lookahead.append(pulled - index)
+            return write(folder, index, flow)
+
+        return record
+
+    monkeypatch.setattr(extract_module, "output_writer", watching_writer)
+    opts = options(tmp_path / "out", method="ours", weights=random_weights, batch_size=1)
+    summary_prefetch = opts.prefetch
+    summary = extract([video], opts)
+    assert summary.exit_code == 0 and summary.results[0].pairs == 299
+    assert len(list((tmp_path / "out" / "long").glob("flow_x_*.jpg"))) == 299
+    # Ahead of the writer: at most one T=4 window, the prefetch queue and the frame waiting to enter it.
+    assert pulled == 300 and max(lookahead) <= 4 + summary_prefetch + 1
+    timings = summary.results[0].timings
+    assert set(timings) == {"decode", "model", "write"} and all(v >= 0 for v in timings.values())
+
+
+def test_prefetch_keeps_order_raises_errors_and_stops_early():
+    assert list(extract_module.prefetch(iter(range(50)), 3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise InputError("clip.mp4", "decoding failed after 1 frames")
+
+    stream = extract_module.prefetch(failing(), 4)
+    assert next(stream) == 1
+    with pytest.raises(InputError, match="decoding failed"):
+        next(stream)
+
+    closed = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                i += 1
+                yield i
+        finally:
+            closed.append(True)
+
+    stream = extract_module.prefetch(endless(), 2)
+    assert [next(stream) for _ in range(5)] == [1, 2, 3, 4, 5]
+    stream.close()  # stops the thread and closes the source
+    assert closed == [True]
+
+
+def test_workers_processes_give_the_same_outputs(dataset, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    extract([dataset], options(one))
+    summary = extract([dataset], options(two, workers=2))
+    assert [r.status for r in summary.results] == ["done"] * 4
+    assert flow_files(two) == flow_files(one)
+
+
+# ---- the flow verb ----------------------------------------------------------------------------------------
+
+
+def test_flow_verb_writes_each_format_and_viz(tmp_path, random_weights):
+    a, b = frame_pairs()["RubberWhale"]
+    small = []
+    for src in (a, b):
+        image = cv2.resize(cv2.imread(str(src)), (96, 64), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(tmp_path / src.name), image)
+        small.append(tmp_path / src.name)
+    runner = CliRunner()
+    for name in ("out.flo", "out.png", "out.npy"):
+        result = runner.invoke(app, ["flow", *map(str, small), "-o", str(tmp_path / name), "--method", "dis"])
+        assert result.exit_code == 0, result.output
+        assert read_flow(tmp_path / name).shape == (64, 96, 2)
+    result = runner.invoke(
+        app,
+        [
+            "flow",
+            *map(str, small),
+            "-o",
+            str(tmp_path / "ours.flo"),
+            "--weights",
+            str(random_weights),
+            "--viz",
+            str(tmp_path / "v.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert read_flo(tmp_path / "ours.flo").shape == (64, 96, 2)
+    assert cv2.imread(str(tmp_path / "v.png")).shape == (64, 96, 3)
+
+
+def test_flow_verb_bad_input_is_one_line(tmp_path):
+    a, _ = frame_pairs()["RubberWhale"]
+    other = tmp_path / "other.png"
+    cv2.imwrite(str(other), np.zeros((10, 10, 3), np.uint8))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scattermotion.cli",
+            "flow",
+            str(a),
+            str(other),
+            "-o",
+            str(tmp_path / "x.flo"),
+            "--method",
+            "dis",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert (
+        proc.stderr.strip().count("\n") == 0
+        and "differs from" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
+    assert not (tmp_path / "x.flo").exists()
