@@ -21,9 +21,9 @@ from scattermotion.export import export_onnx, onnx_session, read_metadata, run_o
 from scattermotion.model import build_motion_net, load_weights, save_weights
 from scattermotion.warp import backward_warp, flow_warp_coords
 
-# Float32 reordering between onnxruntime and PyTorch gives ~1e-5 px on this model; a graph with the warp grid
-# frozen at the traced size is off by ~1e-3 px, so this tolerance separates the two.
-TOLERANCE_PX = 1e-4
+# Float32 reordering between onnxruntime and PyTorch gives ~1e-4 px on this model (motion of tens of px);
+# a graph with the warp grid frozen at the traced size is off by ~1e-3 px, so this tolerance separates the two.
+TOLERANCE_PX = 3e-4
 
 
 @pytest.fixture(autouse=True)
@@ -36,14 +36,10 @@ def _few_threads():
 
 @pytest.fixture(scope="module")
 def weights_path(tmp_path_factory) -> Path:
-    """A randomly initialised small model whose cues are not flat, so it moves pixels by a few px."""
+    """A randomly initialised small model: its cues follow the (cosine) feature matching from initialisation,
+    so it moves pixels by several px and a wrong warp or correlation in the graph changes the output."""
     torch.manual_seed(0)
     net = build_motion_net("small")
-    # Untrained cue logits are near zero (motion ~0.004 px); at std 1 a wrong warp or correlation in the
-    # graph changes the output measurably.
-    with torch.no_grad():
-        for decoder in (net.cue_decoder, *net.refiners.values()):
-            decoder.logits.weight.normal_(std=1.0)
     return save_weights(net, tmp_path_factory.mktemp("weights") / "random.safetensors")
 
 

@@ -74,7 +74,7 @@ def test_learns_subpixel_global_translation():
     texture = baboon_texture(64)
     truth = torch.tensor([2.5, -1.5]).view(1, 2, 1, 1).expand(1, 2, 64, 64).clone()
     before, after = train_and_measure(make_pair(texture, truth), truth, steps=150)
-    assert before > 2.5  # the untrained network outputs ~zero motion
+    assert before > 1.0  # the untrained network is far from the truth
     assert after < 0.5, f"EPE after self-supervised training: {after:.3f} px"
 
 
@@ -85,7 +85,7 @@ def test_learns_smooth_sinusoidal_field():
         None
     ]
     before, after = train_and_measure(make_pair(texture, truth), truth, steps=200)
-    assert before > 1.2
+    assert before > 0.8
     assert after < 0.5, f"EPE after self-supervised training: {after:.3f} px"
 
 
@@ -93,6 +93,6 @@ def test_learns_smooth_sinusoidal_field():
 def test_reaches_large_motion_through_the_coarse_cues(motion):
     texture = baboon_texture(128)
     truth = torch.tensor(motion).view(1, 2, 1, 1).expand(1, 2, 128, 128).clone()
-    before, after = train_and_measure(make_pair(texture, truth), truth, steps=150)
-    assert before > 30
+    before, after = train_and_measure(make_pair(texture, truth), truth, steps=220)
+    assert before > 10  # far from the truth before training (the matching prior alone is not enough)
     assert after < 0.5, f"EPE after self-supervised training: {after:.3f} px"

@@ -146,18 +146,30 @@ def test_local_correlation_matches_direct_definition(size, radius):
 
 
 def test_cue_decoder_soft_argmax_and_confidence():
-    decoder = CueDecoder(in_channels=4, hidden=4, window=3)
+    decoder = CueDecoder(in_channels=9 + 4, hidden=4, window=3)
+    features = torch.randn(1, 4, 3, 3)
+    no_match = torch.zeros(1, 9, 3, 3)  # no matching evidence: the learned logits alone decide
     with torch.no_grad():
         decoder.logits.weight.zero_()
         decoder.logits.bias.zero_()
         decoder.logits.bias[5] = 50.0  # candidate 5 = row 1, col 2 = displacement (+1, 0)
-    _, probs, motion, confidence, _ = decoder(torch.randn(1, 4, 3, 3))
+    _, probs, motion, confidence, _ = decoder(no_match, features)
     torch.testing.assert_close(motion, torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 3, 3))
     assert confidence.min() > 0.99
     with torch.no_grad():
         decoder.logits.bias.zero_()  # uniform cues: zero motion, zero confidence
-    _, _, motion, confidence, _ = decoder(torch.randn(1, 4, 3, 3))
+    _, _, motion, confidence, _ = decoder(no_match, features)
     assert motion.abs().max() < 1e-6 and confidence.max() < 1e-5
+
+
+def test_cue_decoder_follows_the_correlation_from_initialisation():
+    """An untrained decoder already points where the features match best (the τ·corr prior)."""
+    torch.manual_seed(0)
+    decoder = CueDecoder(in_channels=9 + 4, hidden=4, window=3)
+    corr = torch.full((1, 9, 3, 3), 0.2)
+    corr[:, 1] = 1.0  # candidate 1 = row 0, col 1 = displacement (0, -1)
+    _, _, motion, _, _ = decoder(corr, torch.randn(1, 4, 3, 3))
+    assert (motion[:, 1] < -0.9).all() and motion[:, 0].abs().max() < 0.1
 
 
 # ---- CGU -----------------------------------------------------------------------------------------

@@ -1,15 +1,21 @@
 """Local motion cues: correlation over a window of candidate displacements, decoded to a distribution.
 
 For a window of k×k integer displacements d (radius r = k // 2, in pixels of the level), the correlation
-volume ``corr[d](p) = <f_t(p), f_t+1(p + d)> / C`` and the context features of frame t are decoded into k²
-logits per cell; ``softmax`` gives the cue distribution, ``Σ p(d)·d`` the motion (soft-argmax) and
-``1 − entropy / log k²`` a confidence in [0, 1].
+volume ``corr[d](p) = cos(f_t(p), f_t+1(p + d))`` and the context features of frame t are decoded into k²
+logits per cell, ``logits = τ·corr + decoder(corr, context)``; ``softmax`` gives the cue distribution,
+``Σ p(d)·d`` the motion (soft-argmax) and ``1 − entropy / log k²`` a confidence in [0, 1].
 
 The finer levels use the same formulation for the *residual* around the upsampled motion (after warping
 frame t+1's features with it): a soft-argmax over a small window is bounded by construction (a residual can
 never exceed the window, so an untrained or confused level cannot throw the estimate far off), starts at
 exactly zero (uniform cues), is sub-pixel through the expectation, and gives a per-level confidence for free;
 a free regression head has none of these.
+
+Why cosine correlation and the ``τ·corr`` shortcut: with raw dot products / C the correlation of a freshly
+initialised encoder is ~1e-4 against context features ~1e-2, the decoder ignores it, and training (supervised
+or self-supervised) sits at "predict zero motion" for hundreds of steps (measured). Cosine similarity is in
+[-1, 1] whatever the feature scale, and adding it to the logits makes the cues a matching distribution from
+step 0 (random features already match texture); the decoder learns corrections on top.
 """
 
 from __future__ import annotations
@@ -46,10 +52,16 @@ def _window_index(height: int, width: int, radius: int, device: torch.device) ->
         return torch.where(inside, ty * width + tx, torch.full_like(ty, height * width))
 
 
-def local_correlation(ref: torch.Tensor, target: torch.Tensor, radius: int) -> torch.Tensor:
+def local_correlation(
+    ref: torch.Tensor, target: torch.Tensor, radius: int, normalize: bool = False
+) -> torch.Tensor:
     """``B×C×h×w`` twice → ``B×k²×h×w`` with k = 2r+1; candidate index ``i·k + j`` is displacement
-    ``(dx, dy) = (j − r, i − r)``. Displacements that leave the image correlate with zeros."""
+    ``(dx, dy) = (j − r, i − r)``. Displacements that leave the image correlate with zeros.
+
+    ``normalize=False``: mean product over channels; ``True``: cosine similarity (features L2-normalised)."""
     batch, channels, height, width = ref.shape
+    if normalize:
+        ref, target = F.normalize(ref, dim=1, eps=1e-6), F.normalize(target, dim=1, eps=1e-6)
     window = 2 * radius + 1
     # A trace (ONNX export) must not freeze a size-dependent choice: it takes the shifted-window branch.
     if not torch.jit.is_tracing() and height * width <= _ALL_PAIRS_CELLS_PER_CANDIDATE * window * window:
@@ -69,7 +81,7 @@ def local_correlation(ref: torch.Tensor, target: torch.Tensor, radius: int) -> t
             ],
             dim=1,
         )
-    return corr / channels
+    return corr if normalize else corr / channels
 
 
 def displacement_grid(window: int) -> torch.Tensor:
@@ -94,8 +106,9 @@ def cue_confidence(probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor
 class CueDecoder(nn.Module):
     """Correlation (+ context features, + motion so far) → logits over the k² candidates; soft-argmax motion.
 
-    ``forward(inputs)`` returns ``(logits, probs, motion, confidence, hidden)``; ``hidden`` are the last
-    features before the logits (motion-aware context that the upsampler can reuse).
+    ``forward(corr, features)`` (``B×k²×h×w`` and ``B×C×h×w`` with ``k² + C == in_channels``) returns
+    ``(logits, probs, motion, confidence, hidden)``; ``hidden`` are the last features before the logits
+    (motion-aware context that the upsampler can reuse).
     """
 
     def __init__(self, in_channels: int, hidden: int, window: int):
@@ -106,11 +119,14 @@ class CueDecoder(nn.Module):
         # Near-uniform cues at start (motion ≈ 0) while keeping gradients flowing into the body.
         nn.init.normal_(self.logits.weight, std=1e-3)
         nn.init.zeros_(self.logits.bias)
+        # Sharpness of the matching prior: cosine gaps of ~0.3 between the true and a wrong candidate become
+        # ~3 in logits. Learned.
+        self.match_temperature = nn.Parameter(torch.tensor(10.0))
         self.register_buffer("grid", displacement_grid(window), persistent=False)
 
-    def forward(self, inputs: torch.Tensor):
-        hidden = self.body(inputs)
-        logits = self.logits(hidden)
+    def forward(self, corr: torch.Tensor, features: torch.Tensor):
+        hidden = self.body(torch.cat((corr, features), dim=1))
+        logits = self.logits(hidden) + self.match_temperature * corr
         log_probs = F.log_softmax(logits, dim=1)
         probs = log_probs.exp()
         motion = cue_expectation(probs, self.grid)

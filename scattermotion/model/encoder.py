@@ -18,9 +18,12 @@ from scattermotion.model.config import PYRAMID_STRIDES, MotionConfig
 
 
 def conv_act(in_ch: int, out_ch: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2), nn.LeakyReLU(0.1, inplace=True)
-    )
+    conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2)
+    # He init for the leaky ReLU: PyTorch's default shrinks activations ~2x per layer, leaving the stride-16
+    # features ~100x smaller than the input.
+    nn.init.kaiming_normal_(conv.weight, a=0.1, nonlinearity="leaky_relu")
+    nn.init.zeros_(conv.bias)
+    return nn.Sequential(conv, nn.LeakyReLU(0.1, inplace=True))
 
 
 class TemporalMixing(nn.Module):

@@ -104,18 +104,16 @@ class MotionNet(nn.Module):
 
         config = self.config
         coarse = pyramid[self.stride]
-        corr = local_correlation(ref(coarse.match), tgt(coarse.match), config.cue_window // 2)
-        cue_logits, cue_probs, motion, confidence, hidden = self.cue_decoder(
-            torch.cat((corr, ref(coarse.context)), dim=1)
-        )
+        corr = local_correlation(ref(coarse.match), tgt(coarse.match), config.cue_window // 2, normalize=True)
+        cue_logits, cue_probs, motion, confidence, hidden = self.cue_decoder(corr, ref(coarse.context))
         levels = [motion]
         for stride in config.decoder_strides[1:]:
             level = pyramid[stride]
             motion = upsample_bilinear(motion, 2)
             warped, _ = backward_warp(tgt(level.match), motion)
-            corr = local_correlation(ref(level.match), warped, config.refine_window // 2)
-            decoder_in = torch.cat((corr, ref(level.context), motion / _MOTION_INPUT_SCALE), dim=1)
-            _, _, residual, _, hidden = self.refiners[str(stride)](decoder_in)
+            corr = local_correlation(ref(level.match), warped, config.refine_window // 2, normalize=True)
+            features = torch.cat((ref(level.context), motion / _MOTION_INPUT_SCALE), dim=1)
+            _, _, residual, _, hidden = self.refiners[str(stride)](corr, features)
             motion = motion + residual
             levels.append(motion)
 
