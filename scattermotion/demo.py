@@ -14,6 +14,7 @@ import numpy as np
 
 from scattermotion.data import fetched
 from scattermotion.data.video import open_video
+from scattermotion.estimator import DEFAULT_WEIGHTS
 from scattermotion.io.video_writer import Mp4Writer, side_by_side
 from scattermotion.io.visualize import (
     color_wheel_legend,
@@ -22,8 +23,6 @@ from scattermotion.io.visualize import (
     sequence_max_flow,
     write_png,
 )
-
-DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "default.safetensors"
 
 
 @dataclass

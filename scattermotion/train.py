@@ -94,6 +94,7 @@ class TrainConfig:
 
     # model and loss
     model: str = "small"  # MotionConfig preset
+    init_weights: str | None = None  # start from these weights (fine-tuning; their architecture wins)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # MotionConfig fields
     loss: dict[str, Any] = field(default_factory=dict)  # LossConfig fields
     # Occlusion masking (if the loss config has it on) starts at this step: masking from the first step lets
@@ -681,7 +682,7 @@ def _train(
     from tqdm import tqdm
 
     from scattermotion.losses import self_supervised_loss
-    from scattermotion.model import MotionNet, save_weights
+    from scattermotion.model import MotionNet, load_weights, save_weights
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -703,7 +704,10 @@ def _train(
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    model = MotionNet(config.motion_config())
+    if config.init_weights:  # fine-tune: the weights file fixes the architecture
+        model = load_weights(config.init_weights).train()
+    else:
+        model = MotionNet(config.motion_config())
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
