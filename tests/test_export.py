@@ -22,7 +22,7 @@ from scattermotion.model import build_motion_net, load_weights, save_weights
 from scattermotion.warp import backward_warp, flow_warp_coords
 
 # Float32 reordering between onnxruntime and PyTorch gives ~1e-4 px on this model (motion of tens of px);
-# a graph with the warp grid frozen at the traced size is off by ~1e-3 px, so this tolerance separates the two.
+# a graph with the warp grid frozen at the traced size is off by ~1e-3 px: this tolerance separates the two.
 TOLERANCE_PX = 3e-4
 
 
