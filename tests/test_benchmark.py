@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from tiny_models import save_tiny_weights
 from typer.testing import CliRunner
 
 from scattermotion.benchmark import (
@@ -27,31 +27,17 @@ from scattermotion.benchmark import (
     run_benchmark,
 )
 from scattermotion.cli import app
-from scattermotion.data.fetched import ensure_data
 from scattermotion.errors import InputError
-from scattermotion.model import MotionConfig, build_motion_net, save_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 UPDATER = ROOT / "scripts" / "update_readme_results.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _setup():
-    ensure_data()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_weights(path: Path) -> Path:
-    torch.manual_seed(0)
-    config = MotionConfig.small(
-        channels=(8, 12, 16, 24), cue_window=5, refine_window=3, cue_hidden=16, refine_hidden=16,
-        cgu_hidden=16, clip_len=3,
-    )  # fmt: skip
-    save_weights(build_motion_net(config), path)
-    return path
+    return save_tiny_weights(path)
 
 
 def test_benchmark_verb_isolated_processes(tmp_path):

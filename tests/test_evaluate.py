@@ -15,12 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
+from tiny_models import save_tiny_weights
 from typer.testing import CliRunner
 
 from scattermotion import cli
 from scattermotion.cli import app
-from scattermotion.data.fetched import ensure_data
 from scattermotion.data.flowsets import FlowSample
 from scattermotion.data.synthetic import SyntheticClips
 from scattermotion.errors import InputError
@@ -37,19 +36,12 @@ from scattermotion.evaluate import (
     write_report,
 )
 from scattermotion.io import write_flo, write_kitti
-from scattermotion.model import MotionConfig, build_motion_net, save_weights
 
 SHIFT = (3, 2)  # (u, v) px
 HEIGHT, WIDTH = 64, 96
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _setup():
-    ensure_data()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def texture(seed: int, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
@@ -116,13 +108,7 @@ def make_frame_folder(root: Path, frames: int = 4) -> Path:
 
 
 def tiny_weights(path: Path) -> Path:
-    torch.manual_seed(0)
-    config = MotionConfig.small(
-        channels=(8, 12, 16, 24), cue_window=5, refine_window=3, cue_hidden=16, refine_hidden=16,
-        cgu_hidden=16, clip_len=3,
-    )  # fmt: skip
-    save_weights(build_motion_net(config), path)
-    return path
+    return save_tiny_weights(path)
 
 
 def zero_epe(flow: np.ndarray) -> float:

@@ -1,0 +1,5 @@
+"""``python -m scattermotion``: the command line."""
+
+from scattermotion.cli import main
+
+main()
