@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from scattermotion.action.cli import action_app
 from scattermotion.errors import InputError
 
 app = typer.Typer(
@@ -19,9 +20,18 @@ app = typer.Typer(
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _not_built(verb: str, issue: int) -> None:
-    typer.echo(f"scattermotion {verb}: not built yet (tracked in issue {issue})", err=True)
-    raise typer.Exit(2)
+def _weights_path(name: str) -> str:
+    """``default`` means the packaged model; anything else is a path."""
+    if name == "default":
+        from scattermotion.estimator import DEFAULT_WEIGHTS
+
+        if not DEFAULT_WEIGHTS.is_file():
+            raise InputError(DEFAULT_WEIGHTS, "no packaged default weights in this install")
+        return str(DEFAULT_WEIGHTS)
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise InputError(path, "weights file not found")
+    return str(path.resolve())
 
 
 @app.command()
@@ -116,6 +126,11 @@ def train(
         None, "--supervised-weight", help="Weight of an EPE term on synthetic ground truth (default 0: off)."
     ),
     model: str | None = typer.Option(None, "--model", help="Model preset: small | large."),
+    init: str | None = typer.Option(
+        None,
+        "--init",
+        help="Fine-tune from these weights (.safetensors, or 'default' for the shipped model).",
+    ),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Clips per process and step."),
     crop: str | None = typer.Option(None, "--crop", help="Training crop WxH (multiples of 16), e.g. 256x256"),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
@@ -147,6 +162,7 @@ def train(
         synthetic_ratio=synthetic_ratio,
         supervised_weight=supervised_weight,
         model=model,
+        init_weights=_weights_path(init) if init else None,
         batch_size=batch_size,
         crop_size=crop_size,
         lr=lr,
@@ -262,16 +278,61 @@ def benchmark(
     typer.echo(to_markdown(report))
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def action(ctx: typer.Context) -> None:
-    """Downstream action recognition with the motion stream (train | eval)."""
-    _not_built("action", 7)
+# Downstream action recognition: make-bench | train | eval (the commands live beside the library code).
+app.add_typer(action_app, name="action")
 
 
-@app.command(context_settings=_PASSTHROUGH)
-def report(ctx: typer.Context) -> None:
-    """Build a self-contained HTML page showing motion, baselines and metrics."""
-    _not_built("report", 8)
+@app.command()
+def report(
+    inputs: list[str] = typer.Argument(
+        ...,
+        metavar="INPUT...",
+        help="Video file, frame folder, image pair A.png,B.png, a built-in video (vtest, bikes, ...) or a "
+        "ground-truth set (motorcycle, aloe, graf, synthetic-smooth, synthetic-sprites).",
+    ),
+    out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for index.html and assets/."),
+    methods: list[str] = typer.Option(
+        ["ours,tvl1,dis"], "--methods", "-m", help="ours | tvl1 | dis | dis-fast | farneback | zero."
+    ),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
+    pairs: int = typer.Option(8, "--pairs", min=1, help="Frame pairs per video (samples per set)."),
+    start: int = typer.Option(0, "--start", min=0, help="First frame of each video."),
+    max_side: int = typer.Option(384, "--max-side", min=16, help="Shrink frames to this long side."),
+    eval_json: Path | None = typer.Option(
+        None, "--eval-json", help="Add evaluate's tables and plots (benchmarks/results/evaluation.json)."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ours only)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch and OpenCV threads."),
+    title: str = typer.Option("scattermotion report", "--title", help="Page title."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+) -> None:
+    """Build an HTML page (no network needed) of our motion beside TV-L1 and DIS, with errors and scores."""
+    from scattermotion.evaluate import split_list
+    from scattermotion.report import ReportOptions, build_report
+
+    if threads is not None:
+        import cv2
+        import torch
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+    options = ReportOptions(
+        out_dir=out,
+        methods=split_list(methods),
+        weights=weights,
+        pairs=pairs,
+        start=start,
+        max_side=max_side,
+        eval_json=eval_json,
+        device=device,
+        title=title,
+    )
+    progress = None if quiet else (lambda line: typer.echo(line, err=True))
+    result = build_report(inputs, options, progress=progress)
+    typer.echo(str(result.index))
+    if result.failures:
+        typer.echo(f"report: {len(result.failures)} of {len(inputs)} inputs failed (see the page)", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -1,0 +1,276 @@
+"""``scattermotion action``: make the motion benchmark, train and evaluate TSN classifiers on any source.
+
+Kept beside the library code it drives so the main CLI module only mounts it; heavy imports happen inside
+the commands, so ``scattermotion --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from scattermotion.errors import InputError
+
+action_app = typer.Typer(
+    help="Downstream action recognition with the motion stream: make-bench | train | eval.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_DATA_HELP = (
+    "Dataset folder: UCF101 / HMDB51 (class folders + split files), Kinetics (with --csv), rawframes "
+    "(denseflow frame/flow folders) or class folders of videos; the generated benchmark is UCF101-like."
+)
+_LAYOUT_HELP = "auto | ucf101 | hmdb51 | kinetics | rawframes | folders."
+_SOURCE_HELP = (
+    "ours | tvl1 | dis | dis-fast | farneback | rgbdiff | rgb | precomputed[:DIR] (denseflow flow_x/flow_y "
+    "folders; without DIR the videos' own rawframes folders)."
+)
+
+
+def _echo(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import cv2
+        import torch
+
+        if threads < 1:
+            raise InputError(None, f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+
+
+def _load(
+    data: Path,
+    layout: str,
+    subset: str | None,
+    split: int,
+    splits_dir: Path | None,
+    csv_file: Path | None,
+    list_file: Path | None,
+    skip_missing: bool,
+    classes: list[str] | None = None,
+):
+    from scattermotion.action.datasets import load_videos
+
+    videos = load_videos(
+        data,
+        layout=layout,
+        subset=subset,
+        split=split,
+        splits_dir=splits_dir,
+        csv_file=csv_file,
+        list_file=list_file,
+        classes=classes,
+        on_missing="skip" if skip_missing else "error",
+    )
+    if videos.skipped:
+        _echo(f"{data}: {len(videos.skipped)} listed videos are missing and were skipped")
+    return videos
+
+
+def _cache(cache: Path | None, data: Path) -> Path:
+    from scattermotion.action.sources import default_cache_dir
+
+    return cache if cache is not None else default_cache_dir(data)
+
+
+@action_app.command("make-bench")
+def make_bench(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to create (UCF101 layout + split files)."),
+    per_class: int = typer.Option(20, "--per-class", min=1, help="Training clips per class."),
+    test_per_class: int = typer.Option(10, "--test-per-class", min=1, help="Test clips per class."),
+    frames: int = typer.Option(16, "--frames", min=2, help="Frames per clip."),
+    size: str = typer.Option("112x112", "--size", help="Clip size WxH."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (the build is a function of its settings)."),
+    classes: str | None = typer.Option(None, "--classes", help="Comma-separated subset of the 11 classes."),
+) -> None:
+    """Generate the real-footage motion benchmark: 11 motion classes, disjoint train/test footage.
+
+    A second run with the same settings finds it and does nothing."""
+    from scattermotion.action.motionbench import CLASSES, BenchSettings, make_motion_bench
+    from scattermotion.inputs import parse_size
+
+    width, height = parse_size(size)
+    settings = BenchSettings(
+        per_class=per_class,
+        test_per_class=test_per_class,
+        frames=frames,
+        width=width,
+        height=height,
+        seed=seed,
+        classes=tuple(c.strip() for c in classes.split(",")) if classes else CLASSES,
+    )
+    result = make_motion_bench(out, settings, progress=None)
+    state = f"built in {result.seconds:.0f} s" if result.built else "already there (same settings)"
+    typer.echo(f"{result.path}: {result.clips} clips, {len(settings.classes)} classes, {state}")
+
+
+@action_app.command()
+def train(
+    data: Path = typer.Argument(..., help=_DATA_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: model.safetensors + model.json."),
+    source: str = typer.Option("ours", "--source", "-s", help=_SOURCE_HELP),
+    weights: Path | None = typer.Option(None, "--weights", help="ours: motion weights (default: packaged)."),
+    layout: str = typer.Option("auto", "--layout", help=_LAYOUT_HELP),
+    split: int = typer.Option(1, "--split", help="UCF101/HMDB51 split 1..3."),
+    splits_dir: Path | None = typer.Option(None, "--splits-dir", help="Folder of the official split files."),
+    csv_file: Path | None = typer.Option(None, "--csv", help="Kinetics annotation CSV."),
+    train_subset: str = typer.Option("train", "--train-subset", help="Subset to train on."),
+    test_subset: str = typer.Option("test", "--test-subset", help="Subset to evaluate (Kinetics: val)."),
+    train_list: Path | None = typer.Option(
+        None, "--train-list", help="rawframes/folders: 'path label' list."
+    ),
+    test_list: Path | None = typer.Option(None, "--test-list", help="rawframes/folders: test list."),
+    bound: float = typer.Option(20.0, "--bound", help="Motion clipped at ±bound px, scaled to [-1, 1]."),
+    short_side: int | None = typer.Option(None, "--short-side", help="Resize frames: short side N px."),
+    crop: int | None = typer.Option(None, "--crop", help="Square crop (random in training, centre in test)."),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr", help="AdamW peak learning rate (cosine decay)."),
+    segments: int = typer.Option(3, "--segments", min=1, help="TSN segments per video in training."),
+    test_segments: int = typer.Option(5, "--test-segments", min=1, help="Segments per video in testing."),
+    length: int | None = typer.Option(None, "--length", min=1, help="Maps per snippet (5 motion, 1 RGB)."),
+    backbone: str = typer.Option("compact", "--backbone", help="compact | resnet18|34|50 | module:factory."),
+    width: int = typer.Option(32, "--width", min=1, help="Backbone width (compact 32; ResNet 64)."),
+    end_to_end: bool = typer.Option(
+        False, "--end-to-end", help="Fine-tune our motion network with the classifier (source ours)."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
+    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    threads: int | None = typer.Option(None, "--threads", help="torch and OpenCV threads."),
+    cache: Path | None = typer.Option(None, "--cache", help="Motion cache folder (default: ~/.cache/...)."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Skip listed videos that are missing."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the test subset afterwards."),
+) -> None:
+    """Train a TSN classifier on motion maps (or RGB) from one source; evaluates on the test subset."""
+    from scattermotion.action.engine import (
+        TrainOptions,
+        accuracy,
+        history_dict,
+        mean_class_accuracy,
+        predict,
+        save_action_model,
+        train_action,
+    )
+    from scattermotion.action.sources import parse_source
+
+    _set_threads(threads)
+    spec = parse_source(source, weights=weights, bound=bound, short_side=short_side, device=device)
+    train_set = _load(data, layout, train_subset, split, splits_dir, csv_file, train_list, skip_missing)
+    options = TrainOptions(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        segments=segments,
+        test_segments=test_segments,
+        length=length,
+        crop=crop,
+        backbone=backbone,
+        width=width,
+        seed=seed,
+        device=device,
+        workers=workers,
+        end_to_end=end_to_end,
+    )
+    cache_dir = _cache(cache, data)
+    model, history = train_action(train_set, spec, options, cache_dir=cache_dir, progress=_echo)
+    card: dict = {"data": str(data), "layout": train_set.layout, "train_videos": len(train_set),
+                  "options": vars(options), "history": history_dict(history)}  # fmt: skip
+    has_test = train_set.layout in ("ucf101", "hmdb51", "kinetics") or test_list is not None
+    if evaluate and has_test:
+        test_set = _load(
+            data, layout, test_subset, split, splits_dir, csv_file, test_list, skip_missing, model.classes
+        )
+        scores = predict(model, test_set, cache_dir=cache_dir, workers=workers, progress=_echo)
+        card["test"] = {
+            "videos": len(test_set),
+            "accuracy": accuracy(scores, test_set.labels()),
+            "mean_class_accuracy": mean_class_accuracy(scores, test_set.labels()),
+        }
+    path = save_action_model(model, out / "model.safetensors", card)
+    typer.echo(f"{path}: {spec.kind} classifier, {len(model.classes)} classes, {len(train_set)} videos")
+    if "test" in card:
+        test = card["test"]
+        typer.echo(
+            f"test accuracy {test['accuracy']:.4f} (mean class {test['mean_class_accuracy']:.4f}) "
+            f"on {test['videos']} videos"
+        )
+
+
+@action_app.command("eval")
+def evaluate(
+    data: Path = typer.Argument(..., help=_DATA_HELP),
+    models: list[Path] = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="A trained classifier (run folder or .safetensors); repeat to fuse streams.",
+    ),
+    fusion_weight: float = typer.Option(
+        1.5, "--fusion-weight", help="Late fusion: weight of motion streams (RGB streams weigh 1)."
+    ),
+    layout: str = typer.Option("auto", "--layout", help=_LAYOUT_HELP),
+    subset: str = typer.Option("test", "--subset", help="Subset to evaluate (Kinetics: val)."),
+    split: int = typer.Option(1, "--split", help="UCF101/HMDB51 split 1..3."),
+    splits_dir: Path | None = typer.Option(None, "--splits-dir", help="Folder of the official split files."),
+    csv_file: Path | None = typer.Option(None, "--csv", help="Kinetics annotation CSV."),
+    list_file: Path | None = typer.Option(None, "--list", help="rawframes/folders: 'path label' list."),
+    source: str | None = typer.Option(
+        None, "--source", help="Override where the first model's maps come from, e.g. precomputed:DIR."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
+    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),
+    threads: int | None = typer.Option(None, "--threads", help="torch and OpenCV threads."),
+    cache: Path | None = typer.Option(None, "--cache", help="Motion cache folder (default: ~/.cache/...)."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Skip listed videos that are missing."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write accuracies here (atomically)."),
+) -> None:
+    """Evaluate trained classifiers; with two or more, also their late fusion."""
+    from dataclasses import replace
+
+    from scattermotion.action.engine import accuracy, fuse, load_action_model, mean_class_accuracy, predict
+    from scattermotion.action.sources import parse_source
+    from scattermotion.io.atomic import write_bytes_atomic
+
+    _set_threads(threads)
+    loaded = [load_action_model(path, device=device) for path in models]
+    videos = _load(
+        data, layout, subset, split, splits_dir, csv_file, list_file, skip_missing, loaded[0].classes
+    )
+    cache_dir = _cache(cache, data)
+    results: dict = {"data": str(data), "subset": subset, "videos": len(videos), "streams": []}
+    all_scores, weights = [], []
+    for index, (path, model) in enumerate(zip(models, loaded, strict=True)):
+        spec = model.source
+        if index == 0 and source is not None:
+            spec = replace(
+                parse_source(source, bound=spec.bound, short_side=spec.short_side, device=device),
+                weights=spec.weights if source == "ours" else None,
+            )
+        scores = predict(model, videos, cache_dir=cache_dir, workers=workers, source=spec, progress=_echo)
+        all_scores.append(scores)
+        weights.append(fusion_weight if spec.is_motion else 1.0)
+        row = {"model": str(path), "source": spec.kind, "accuracy": accuracy(scores, videos.labels()),
+               "mean_class_accuracy": mean_class_accuracy(scores, videos.labels())}  # fmt: skip
+        results["streams"].append(row)
+        typer.echo(
+            f"{spec.kind:12s} accuracy {row['accuracy']:.4f}  (mean class {row['mean_class_accuracy']:.4f})"
+        )
+    if len(all_scores) > 1:
+        fused = fuse(all_scores, weights)
+        results["fusion"] = {"weights": weights, "accuracy": accuracy(fused, videos.labels()),
+                             "mean_class_accuracy": mean_class_accuracy(fused, videos.labels())}  # fmt: skip
+        typer.echo(
+            f"{'fusion':12s} accuracy {results['fusion']['accuracy']:.4f}  "
+            f"(weights {', '.join(f'{w:g}' for w in weights)})"
+        )
+    if json_out is not None:
+        write_bytes_atomic(json_out, (json.dumps(results, indent=2) + "\n").encode())

@@ -1,0 +1,89 @@
+"""Package a training checkpoint as the model shipped in the package, with its machine-readable card.
+
+    python scripts/package_default_model.py runs/default [--step N] [--out WEIGHTS]
+
+Takes checkpoint ``N`` (default: the run's latest) of a ``scattermotion train`` run, writes the weights and
+``default.json`` (training data, steps, time, last validation metrics) atomically. The human-readable card is
+``scattermotion/weights/MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scattermotion.errors import InputError  # noqa: E402
+from scattermotion.model import load_weights, save_weights  # noqa: E402
+from scattermotion.train import (  # noqa: E402
+    CONFIG_FILE,
+    METRICS_FILE,
+    checkpoint_name,
+    latest_checkpoint,
+    load_config,
+)
+
+
+def read_events(run_dir: Path, up_to: int) -> tuple[float, dict[str, float]]:
+    """Training time at ``up_to`` steps and the last validation metrics up to then."""
+    train_time, validation = 0.0, {}
+    for line in (run_dir / METRICS_FILE).read_text().splitlines():
+        event = json.loads(line)
+        if event.get("step", 0) > up_to:
+            continue
+        if event["kind"] == "train":
+            train_time = max(train_time, float(event.get("time_s", 0.0)))
+        elif event["kind"] == "val":
+            validation = {k: v for k, v in event.items() if k not in ("kind",)}
+    return train_time, validation
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--step", type=int, default=None)
+    default_out = ROOT / "scattermotion" / "weights" / "default.safetensors"
+    parser.add_argument("--out", type=Path, default=default_out)
+    args = parser.parse_args()
+    try:
+        step = args.step if args.step is not None else latest_checkpoint(args.run_dir)
+        if step is None:
+            raise InputError(args.run_dir, "no checkpoint in this run folder")
+        weights = args.run_dir / "checkpoints" / f"{checkpoint_name(step)}.safetensors"
+        model = load_weights(weights)
+        config = load_config(args.run_dir / CONFIG_FILE)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    train_time, validation = read_events(args.run_dir, step)
+    card = {
+        "training": {
+            "data_sources": [Path(s).name for s in config.sources],
+            "synthetic_ratio": config.synthetic_ratio,
+            "supervised_weight": config.supervised_weight,
+            "steps": step,
+            "batch_size": config.batch_size,
+            "clip_len": config.clip_len,
+            "crop_size": list(config.crop_size),
+            "train_time_s": round(train_time, 1),
+            "device": f"CPU, {torch.get_num_threads()} threads",
+            "config": {**config.to_dict(), "sources": [Path(s).name for s in config.sources]},
+        },
+        "validation_at_checkpoint": validation,
+        "evaluation_data": "motorcycle, Aloe, graf (ground truth) and frame-pairs: never trained on",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(model, args.out, card=card)
+    size_mb = args.out.stat().st_size / 1e6
+    print(f"{weights} -> {args.out} ({size_mb:.1f} MB), step {step}, validation {validation}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
