@@ -20,6 +20,16 @@ app = typer.Typer(
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+def _set_threads(threads: int | None) -> None:
+    """Cap torch and OpenCV threads (None: leave their defaults)."""
+    if threads is not None:
+        import cv2
+        import torch
+
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+
+
 def _weights_path(name: str) -> str:
     """``default`` means the packaged model; anything else is a path."""
     if name == "default":
@@ -211,12 +221,7 @@ def evaluate(
     """Evaluate motion methods side by side: EPE, accuracy, Fl-all, boundary EPE; reconstruction on video."""
     from scattermotion.evaluate import run_evaluation, split_list, to_markdown, write_report
 
-    if threads is not None:
-        import cv2
-        import torch
-
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(threads)
+    _set_threads(threads)
     report = run_evaluation(
         split_list(data),
         split_list(method),
@@ -310,12 +315,7 @@ def report(
     from scattermotion.evaluate import split_list
     from scattermotion.report import ReportOptions, build_report
 
-    if threads is not None:
-        import cv2
-        import torch
-
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(threads)
+    _set_threads(threads)
     options = ReportOptions(
         out_dir=out,
         methods=split_list(methods),
