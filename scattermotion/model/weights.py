@@ -7,8 +7,6 @@ metrics) is written beside it as ``<name>.json``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from scattermotion.errors import InputError
+from scattermotion.io.atomic import atomic_output
 from scattermotion.model.config import MotionConfig
 from scattermotion.model.network import MotionNet
 
@@ -26,17 +25,10 @@ FORMAT = "scattermotion-motionnet-1"
 
 
 def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` into a temporary file in the same folder, then rename it over ``path``."""
+    """``write(tmp_path)`` into a temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as temp:
+        write(str(temp))
 
 
 def card_path(path: str | Path) -> Path:
