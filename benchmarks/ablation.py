@@ -31,6 +31,7 @@ from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.data.flowsets import load_flow_set
 from scattermotion.data.synthetic import SyntheticClips
 from scattermotion.estimator import FlowEstimator, MotionEstimator, get_estimator
+from scattermotion.evaluate import json_safe
 from scattermotion.io.atomic import write_bytes_atomic
 from scattermotion.metrics import aggregate, flow_metrics
 from scattermotion.model import load_weights
@@ -152,16 +153,6 @@ def untrained_warning(rows: list[dict[str, Any]], sets: list[str], tolerance: fl
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else "–"
-
-
-def json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def main() -> int:

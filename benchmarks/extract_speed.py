@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ import torch
 from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.data.video import open_video
 from scattermotion.estimator import DEFAULT_WEIGHTS, get_estimator
+from scattermotion.evaluate import machine_info
 from scattermotion.extract import ExtractOptions, extract
 from scattermotion.io.atomic import write_bytes_atomic
 
@@ -148,12 +147,7 @@ def main() -> int:
         "benchmark": "extract_speed",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "opencv": cv2.__version__,
-            "opencv_threads": cv2.getNumThreads(),
+            **machine_info(),
             "device": args.device,
             "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         },

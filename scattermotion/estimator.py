@@ -83,6 +83,21 @@ def _check_same_size(frame: np.ndarray, first: np.ndarray, index: int) -> None:
         )
 
 
+def checked_frames(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Yield ``frames`` through :func:`as_frame`, all of the first one's size; ``ValueError`` for fewer than 2
+    (raised once the input is exhausted, so a stream is never read ahead)."""
+    first: np.ndarray | None = None
+    count = 0
+    for count, frame in enumerate(frames, start=1):
+        frame = as_frame(frame, count - 1)
+        if first is None:
+            first = frame
+        _check_same_size(frame, first, count - 1)
+        yield frame
+    if count < 2:
+        raise ValueError(f"motion needs at least 2 frames, got {count}")
+
+
 def _stack_flows(flows: list[np.ndarray], count: int) -> np.ndarray:
     if len(flows) != count - 1:  # a bug, never the caller's fault
         raise RuntimeError(f"expected {count - 1} motion maps for {count} frames, got {len(flows)}")
@@ -189,21 +204,14 @@ class MotionEstimator:
         length = self.clip_len
         recent: deque[np.ndarray] = deque(maxlen=length)  # the last T frames: every window is a slice of it
         pending: list[tuple[list[np.ndarray], int]] = []  # (window frames, pairs of it already emitted)
-        first: np.ndarray | None = None
         count = 0
-        for count, frame in enumerate(frames, start=1):
-            frame = as_frame(frame, count - 1)
-            if first is None:
-                first = frame
-            _check_same_size(frame, first, count - 1)
+        for count, frame in enumerate(checked_frames(frames), start=1):
             recent.append(frame)
             if count >= length and (count - 1) % (length - 1) == 0:  # a full window ends at this frame
                 pending.append((list(recent), 0))
                 if len(pending) == self.batch_size:
                     yield from self._run_windows(pending)
                     pending = []
-        if count < 2:
-            raise ValueError(f"motion needs at least 2 frames, got {count}")
         if count < length:  # the whole (short) sequence is one window
             pending.append((list(recent), 0))
         else:
@@ -263,18 +271,10 @@ class ClassicalEstimator:
 
     def estimate_stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         previous: np.ndarray | None = None
-        first: np.ndarray | None = None
-        count = 0
-        for count, frame in enumerate(frames, start=1):
-            frame = as_frame(frame, count - 1)
-            if first is None:
-                first = frame
-            _check_same_size(frame, first, count - 1)
+        for frame in checked_frames(frames):
             if previous is not None:
                 yield np.asarray(self.flow.estimate(previous, frame), dtype=np.float32)
             previous = frame
-        if count < 2:
-            raise ValueError(f"motion needs at least 2 frames, got {count}")
 
 
 def get_estimator(
