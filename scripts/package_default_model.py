@@ -3,8 +3,10 @@
     python scripts/package_default_model.py runs/default [--step N] [--out WEIGHTS]
 
 Takes checkpoint ``N`` (default: the run's latest) of a ``scattermotion train`` run, writes the weights and
-``default.json`` (training data, steps, time, last validation metrics) atomically. The human-readable card is
-``scattermotion/weights/MODEL_CARD.md``.
+``default.json`` (training data, steps, time, last validation metrics) atomically. A run fine-tuned from
+earlier weights (``--init``) keeps their card's training record under ``training.initialised_from``, read
+before anything is overwritten, so the card of a multi-stage model lists every stage. The human-readable
+card is ``scattermotion/weights/MODEL_CARD.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from scattermotion.errors import InputError  # noqa: E402
 from scattermotion.model import load_weights, save_weights  # noqa: E402
+from scattermotion.model.weights import card_path  # noqa: E402
 from scattermotion.train import (  # noqa: E402
     CONFIG_FILE,
     METRICS_FILE,
@@ -42,6 +45,16 @@ def read_events(run_dir: Path, up_to: int) -> tuple[float, dict[str, float]]:
         elif event["kind"] == "val":
             validation = {k: v for k, v in event.items() if k not in ("kind",)}
     return train_time, validation
+
+
+def earlier_stage(init_weights: str | None) -> dict | None:
+    """The training record of the weights a run started from (None for a run from scratch)."""
+    if not init_weights:
+        return None
+    card = card_path(Path(init_weights))
+    if not card.is_file():
+        return {"weights": Path(init_weights).name, "card": "none"}
+    return json.loads(card.read_text()).get("training")
 
 
 def main() -> int:
@@ -74,6 +87,7 @@ def main() -> int:
             "train_time_s": round(train_time, 1),
             "device": f"CPU, {torch.get_num_threads()} threads",
             "config": {**config.to_dict(), "sources": [Path(s).name for s in config.sources]},
+            "initialised_from": earlier_stage(config.init_weights),
         },
         "validation_at_checkpoint": validation,
         "evaluation_data": "motorcycle, Aloe, graf (ground truth) and frame-pairs: never trained on",

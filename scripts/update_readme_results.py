@@ -6,7 +6,8 @@ Everything between the lines ``<!-- results:start -->`` and ``<!-- results:end -
 markers stay); the rest of the README is untouched and the file is written atomically. Sections, each only
 when its file exists: accuracy (``evaluation.json``), ablation (``ablation.json``), model speed
 (``model_speed.json``), ``scattermotion benchmark`` speed (``speed.json``), extraction speed
-(``extract_speed.json``) and ONNX Runtime speed (``onnx_speed.json``). ``--check`` changes nothing and
+(``extract_speed.json``), ONNX Runtime speed (``onnx_speed.json``) and downstream motion classification
+(``action.json``). ``--check`` changes nothing and
 exits 1 when the README is out of date (for CI). Missing or misplaced markers: exit 2 with one line.
 """
 
@@ -119,6 +120,12 @@ def render_onnx_speed(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_action(report: dict[str, Any]) -> str:
+    from scattermotion.action.results import to_markdown
+
+    return to_markdown(report, heading=False) + "\nFrom `python benchmarks/action_recognition.py`.\n"
+
+
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("evaluation.json", "Accuracy: ours beside the classical baselines", render_evaluation),
     ("ablation.json", "Ablations", render_ablation),
@@ -126,6 +133,7 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("speed.json", "Speed (`scattermotion benchmark`)", render_speed),
     ("extract_speed.json", "Extraction speed (end to end)", render_extract_speed),
     ("onnx_speed.json", "ONNX Runtime vs PyTorch", render_onnx_speed),
+    ("action.json", "Downstream: motion classification on real footage", render_action),
 ]
 
 

@@ -138,6 +138,38 @@ def test_readme_updater_replaces_only_the_marked_section(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["README.md"]  # no temporaries left
 
 
+def action_report() -> dict:
+    """A minimal ``benchmarks/action_recognition.py`` report: two classes, ours and TV-L1."""
+    classes = ["static", "pan-left"]
+    stream = {
+        "label": "ours (default model)",
+        "accuracy_mean": 0.75,
+        "accuracy_std": 0.05,
+        "per_class_accuracy": {"static": 1.0, "pan-left": 0.5},
+        "extraction": {"ms_per_clip": 12.5, "fraction_of_tvl1": 0.025},
+    }
+    tvl1 = {**stream, "label": "tvl1", "accuracy_mean": 0.9, "extraction": {"ms_per_clip": 500.0}}
+    return {
+        "benchmark": {"settings": {"frames": 16, "width": 112, "height": 112}, "train_clips": 4,
+                      "test_clips": 2, "classes": classes},
+        "options": {"segments": 3, "length": 5, "epochs": 2, "seeds": [0, 1], "fusion_weight": 1.5},
+        "machine": {"extract_threads": 1, "cores": 2, "device": "cpu", "torch": "2.13.0"},
+        "streams": {"ours": stream, "tvl1": tvl1},
+        "fusion": {"ours": {"accuracy_mean": 0.8, "accuracy_std": 0.0}},
+    }  # fmt: skip
+
+
+def test_readme_updater_renders_the_action_benchmark(tmp_path):
+    updater = load_updater()
+    (tmp_path / "action.json").write_text(json.dumps(action_report()))
+    section = updater.render_results(tmp_path)
+    assert section.startswith("### Downstream: motion classification on real footage")
+    assert "| ours (default model) | 0.750 ± 0.050 | 12.5 | 0.025 |" in section
+    assert "| tvl1 | 0.900 ± 0.050 | 500.0 | – |" in section
+    assert "| ours (default model) + RGB (late fusion, 1.5 : 1) | 0.800 ± 0.000 | | |" in section
+    assert "| pan-left | 0.50 | 0.50 |" in section
+
+
 def test_readme_updater_needs_the_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# Title\n\nNo markers here.\n")
