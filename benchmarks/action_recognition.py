@@ -10,6 +10,7 @@ extraction ms per clip and the ratio to TV-L1's time; writes ``benchmarks/result
 
     python benchmarks/action_recognition.py [--weights W] [--seeds 0,1,2] [--epochs 20]
         [--per-class 20 --test-per-class 10] [--sources ours,tvl1,dis,rgbdiff] [--threads N]
+        [--ours-min-side 224]
 
 ``ours`` needs ``--weights`` or the packaged default model; without either the script stops with a message.
 ``--random-ours`` (pipeline check only) uses an untrained network instead and never writes the default
@@ -129,7 +130,11 @@ def run_in(args: argparse.Namespace, scratch: Path) -> dict:
     streams = {}  # checked before any work: a missing model stops the run at once
     for name in [*sources, "rgb"]:
         weights, label = ours_weights(args, scratch) if name == "ours" else (None, name)
-        streams[name] = (parse_source(name, weights=weights, bound=args.bound, device=args.device), label)
+        min_side = args.ours_min_side if name == "ours" else None
+        if min_side:
+            label += f", frames scaled to short side {min_side}"
+        spec = parse_source(name, weights=weights, bound=args.bound, device=args.device, min_side=min_side)
+        streams[name] = (spec, label)
     bench_dir = Path(args.bench) if args.bench else default_bench_dir(settings)
     say(f"benchmark clips: {bench_dir}")
     make_motion_bench(bench_dir, settings)
@@ -141,7 +146,8 @@ def run_in(args: argparse.Namespace, scratch: Path) -> dict:
                       "test_clips": len(test_set), "classes": train_set.classes},
         "options": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "segments": 3,
                     "test_segments": 5, "length": 5, "backbone": "compact", "width": 32, "seeds": seeds,
-                    "fusion_weight": args.fusion_weight, "bound": args.bound},
+                    "fusion_weight": args.fusion_weight, "bound": args.bound,
+                    "ours_min_side": args.ours_min_side},
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "train_threads": args.threads, "extract_threads": args.extract_threads,
                     "device": args.device, "torch": torch.__version__, "opencv": cv2.__version__},
@@ -215,6 +221,12 @@ def main() -> None:
     parser.add_argument("--sources", default=",".join(MOTION_SOURCES), help="Motion sources to compare.")
     parser.add_argument("--weights", help="Weights for ours (default: the packaged model).")
     parser.add_argument("--random-ours", action="store_true", help="Untrained ours: pipeline check only.")
+    parser.add_argument(
+        "--ours-min-side",
+        type=int,
+        default=None,
+        help="ours: run the network on frames scaled up to this short side (MotionEstimator min_side).",
+    )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)

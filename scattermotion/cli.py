@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+MIN_SIDE_HELP = "ours: run the network on frames scaled up to this short side (small frames, e.g. 224)."
 
 
 def _set_threads(threads: int | None) -> None:
@@ -54,6 +55,7 @@ def flow(
     weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ours only)."),
     fp16: bool = typer.Option(False, "--fp16", help="Half precision (CUDA autocast; ours only)."),
+    min_side: int | None = typer.Option(None, "--min-side", help=MIN_SIDE_HELP),
 ) -> None:
     """Estimate motion between two images: scattermotion flow A.png B.png -o out.flo [--viz out.png]."""
     from scattermotion.estimator import estimate_image_files
@@ -61,7 +63,9 @@ def flow(
 
     if output.suffix.lower() not in FLOW_EXTENSIONS:
         raise InputError(output, f"unknown motion file type; use one of {', '.join(FLOW_EXTENSIONS)}")
-    motion = estimate_image_files(image1, image2, method=method, weights=weights, device=device, fp16=fp16)
+    motion = estimate_image_files(
+        image1, image2, method=method, weights=weights, device=device, fp16=fp16, min_side=min_side
+    )
     write_flow(output, motion)
     if viz is not None:
         write_png(viz, flow_to_color(motion))
@@ -90,6 +94,7 @@ def extract(
     ),
     fp16: bool = typer.Option(False, "--fp16", help="Half precision (CUDA autocast; ours only)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="ours: clip windows per forward pass."),
+    min_side: int | None = typer.Option(None, "--min-side", help=MIN_SIDE_HELP),
     max_frames: int | None = typer.Option(None, "--max-frames", help="Read at most N frames per video."),
     list_root: Path | None = typer.Option(None, "--list-root", help="Base folder of list-file entries."),
 ) -> None:
@@ -111,6 +116,7 @@ def extract(
         device=device,
         fp16=fp16,
         batch_size=batch_size,
+        min_side=min_side,
         shard=parse_shard(shard) if shard else None,
         max_frames=max_frames,
         list_root=list_root,

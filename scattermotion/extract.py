@@ -78,6 +78,7 @@ class ExtractOptions:
     device: str = "cpu"
     fp16: bool = False
     batch_size: int | None = None
+    min_side: int | None = None  # ours: run the network on frames scaled up to this short side
     shard: tuple[int, int] | None = None  # (i, N); None = (RANK, WORLD_SIZE) under torchrun, else all
     # Read at most this many (sampled) frames per item: quick runs and tests.
     max_frames: int | None = None
@@ -109,6 +110,7 @@ class ExtractOptions:
             "bound": self.bound if self.format in ("jpg", "viz") else None,
             "resize": list(self.resize) if self.resize else None,
             "short_side": self.short_side,
+            "min_side": self.min_side if self.method == OURS else None,
             "step": self.step,
             "max_frames": self.max_frames,
         }
@@ -427,6 +429,7 @@ def _make_estimator(options: ExtractOptions) -> FlowEstimator:
         device=options.device,
         fp16=options.fp16,
         batch_size=options.batch_size,
+        min_side=options.min_side,
     )
 
 
@@ -450,7 +453,7 @@ def _worker_extract(item: InputItem, options: ExtractOptions) -> ItemResult:
 def _extract_parallel(
     todo: list[InputItem], options: ExtractOptions, record: Callable[[ItemResult], None]
 ) -> None:
-    get_estimator(options.method, options.weights, device=options.device, fp16=options.fp16)  # fail fast here
+    _make_estimator(options)  # fail fast here, before any worker starts
     # forkserver: workers start from a clean process, never a fork of one with threads running.
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(

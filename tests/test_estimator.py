@@ -208,3 +208,38 @@ def test_get_estimator_rejects_bad_requests(weights_path):
     with pytest.raises(InputError, match="only"):
         get_estimator("dis", weights=weights_path)
     assert get_estimator("ours", weights=weights_path).name == "ours"
+
+
+class _ConstantMotion(torch.nn.Module):
+    """Stands in for the network: records the input size, returns (2, 1) px everywhere at that size."""
+
+    stride = 16
+
+    def __init__(self):
+        super().__init__()
+        self.config = MotionConfig.small()
+        self.seen: list[tuple[int, int]] = []
+
+    def forward(self, frames: torch.Tensor):
+        self.seen.append(tuple(frames.shape[-2:]))
+        batch, length, _, height, width = frames.shape
+        flows = torch.zeros(batch, length - 1, 2, height, width)
+        flows[:, :, 0], flows[:, :, 1] = 2.0, 1.0
+        return type("Output", (), {"flows": flows})
+
+
+def test_min_side_runs_small_frames_larger_and_rescales_the_motion():
+    model = _ConstantMotion()
+    est = MotionEstimator(model, min_side=96)
+    flow = est.estimate(*_frames(2, height=48, width=40))  # short side 40 -> 96: scale 2.4
+    assert model.seen == [(16 * 8, 16 * 6)]  # 115x96, padded to the stride
+    assert flow.shape == (48, 40, 2)
+    np.testing.assert_allclose(flow[..., 0], 2.0 / (96 / 40), rtol=1e-5)  # back in the given frames' pixels
+    np.testing.assert_allclose(flow[..., 1], 1.0 / (115 / 48), rtol=1e-5)
+    model.seen.clear()
+    big = est.estimate(*_frames(2, height=100, width=120))  # already large enough: untouched
+    assert model.seen == [(112, 128)] and np.allclose(big[..., 0], 2.0)
+    with pytest.raises(ValueError, match="min_side"):
+        MotionEstimator(model, min_side=0)
+    with pytest.raises(InputError, match="ours only"):
+        get_estimator("dis", min_side=224)

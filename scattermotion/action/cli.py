@@ -130,6 +130,9 @@ def train(
     test_list: Path | None = typer.Option(None, "--test-list", help="rawframes/folders: test list."),
     bound: float = typer.Option(20.0, "--bound", help="Motion clipped at ±bound px, scaled to [-1, 1]."),
     short_side: int | None = typer.Option(None, "--short-side", help="Resize frames: short side N px."),
+    min_side: int | None = typer.Option(
+        None, "--min-side", help="ours: run the network on frames scaled up to this short side."
+    ),
     crop: int | None = typer.Option(None, "--crop", help="Square crop (random in training, centre in test)."),
     epochs: int = typer.Option(30, "--epochs", min=1),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
@@ -163,7 +166,9 @@ def train(
     from scattermotion.action.sources import parse_source
 
     _set_threads(threads)
-    spec = parse_source(source, weights=weights, bound=bound, short_side=short_side, device=device)
+    spec = parse_source(
+        source, weights=weights, bound=bound, short_side=short_side, device=device, min_side=min_side
+    )
     train_set = _load(data, layout, train_subset, split, splits_dir, csv_file, train_list, skip_missing)
     options = TrainOptions(
         epochs=epochs,
@@ -254,6 +259,7 @@ def evaluate(
             spec = replace(
                 parse_source(source, bound=spec.bound, short_side=spec.short_side, device=device),
                 weights=spec.weights if source == "ours" else None,
+                min_side=spec.min_side if source == "ours" else None,
             )
         scores = predict(model, videos, cache_dir=cache_dir, workers=workers, source=spec, progress=_echo)
         all_scores.append(scores)

@@ -142,6 +142,8 @@ def train_action(
         raise InputError(
             None, f"end-to-end training fine-tunes our motion network: use source ours, not {spec.kind}"
         )
+    if options.end_to_end and spec.min_side is not None:
+        raise InputError(None, "--min-side applies to extracted motion, not to end-to-end training")
     device = resolve_device(options.device)
     started = time.perf_counter()
     history = TrainHistory()

@@ -66,6 +66,7 @@ class SourceSpec:
     bound: float = DEFAULT_BOUND
     short_side: int | None = None  # frames resized so the short side has this many pixels (None: as stored)
     device: str = "cpu"  # ours: where the network runs
+    min_side: int | None = None  # ours: the network runs on frames scaled up to this short side
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -76,6 +77,8 @@ class SourceSpec:
             raise InputError(None, f"short side must be at least 8 px, got {self.short_side}")
         if self.weights is not None and self.kind != "ours":
             raise InputError(self.weights, f"weights apply to the ours source only, not {self.kind}")
+        if self.min_side is not None and self.kind != "ours":
+            raise InputError(None, f"min side applies to the ours source only, not {self.kind}")
 
     @property
     def is_motion(self) -> bool:
@@ -103,6 +106,7 @@ def parse_source(
     bound: float = DEFAULT_BOUND,
     short_side: int | None = None,
     device: str = "cpu",
+    min_side: int | None = None,
 ) -> SourceSpec:
     """``ours``, ``tvl1``, ``dis``, ``rgbdiff``, ``rgb``, ``precomputed`` or ``precomputed:DIR``
     (``pre-extracted`` is accepted for ``precomputed``)."""
@@ -119,6 +123,7 @@ def parse_source(
         bound=float(bound),
         short_side=short_side,
         device=device,
+        min_side=min_side,
     )
 
 
@@ -466,7 +471,9 @@ class EstimatedFlowSource(FlowFolderSource):
             from scattermotion.estimator import get_estimator
 
             weights = self.spec.weights if self.spec.kind == "ours" else None
-            self._estimator = get_estimator(self.spec.kind, weights=weights, device=self.spec.device)
+            self._estimator = get_estimator(
+                self.spec.kind, weights=weights, device=self.spec.device, min_side=self.spec.min_side
+            )
             self._estimator.estimate(frame, frame)
         return self._estimator
 
@@ -496,6 +503,8 @@ def cache_key(spec: SourceSpec) -> str:
             )
         parts.append(weights_digest(weights))
     parts.append(f"s{spec.short_side}" if spec.short_side else "native")
+    if spec.min_side:
+        parts.append(f"m{spec.min_side}")
     parts.append(f"b{spec.bound:g}")
     return "-".join(parts)
 
