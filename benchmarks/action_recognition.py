@@ -36,6 +36,7 @@ import torch
 
 from scattermotion.action.datasets import load_videos
 from scattermotion.action.engine import TrainOptions, accuracy, fuse, predict, train_action
+from scattermotion.action.motionbench import VERSION as BENCH_VERSION
 from scattermotion.action.motionbench import BenchSettings, make_motion_bench
 from scattermotion.action.results import to_markdown
 from scattermotion.action.sources import FrameReader, make_source, parse_source
@@ -53,7 +54,7 @@ def say(text: str) -> None:
 def default_bench_dir(settings: BenchSettings) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scattermotion"
     tag = f"s{settings.seed}-{settings.per_class}x{settings.test_per_class}-{settings.frames}f"
-    return base / f"motionbench-{tag}-{settings.width}x{settings.height}"
+    return base / f"motionbench-v{BENCH_VERSION}-{tag}-{settings.width}x{settings.height}"
 
 
 def ours_weights(args: argparse.Namespace, scratch: Path) -> tuple[str | None, str]:

@@ -69,7 +69,7 @@ TEST_PICTURES = (
 )  # fmt: skip
 MANIFEST = "motionbench.json"
 SPLITS_DIR = "ucfTrainTestlist"
-VERSION = 1
+VERSION = 2  # 2: clips encoded losslessly (lossy x264 did not decode to the same pixels on every build)
 STILLS_PER_VIDEO = 24  # evenly spaced frames of each video serve as backgrounds
 FPS = 25.0
 
@@ -372,7 +372,7 @@ def clip_name(name: str, group: int, clip: int) -> str:
 def _write_mp4(path: Path, frames: np.ndarray) -> None:
     from scattermotion.io.video_writer import Mp4Writer
 
-    with Mp4Writer(path, FPS, frames.shape[2], frames.shape[1]) as video:
+    with Mp4Writer(path, FPS, frames.shape[2], frames.shape[1], deterministic=True) as video:
         for frame in frames:
             video.write(frame)
 

@@ -38,10 +38,19 @@ class Mp4Writer:
 
     ``with Mp4Writer("out.mp4", fps=25, width=w, height=h) as video: video.write(frame)``.
     yuv420p needs even dimensions, so an odd width or height is padded by repeating the last column or row.
+    ``deterministic=True`` encodes losslessly (x264 ``qp=0``) on one thread, so the same frames always decode
+    to the same pixels: lossy libx264 (PyAV 18) gave a 32x32 clip slightly different pixels from one encode
+    to the next within one process (measured), which breaks generated benchmarks that must be reproducible.
     """
 
     def __init__(
-        self, path: str | os.PathLike, fps: float, width: int, height: int, codec: str | None = None
+        self,
+        path: str | os.PathLike,
+        fps: float,
+        width: int,
+        height: int,
+        codec: str | None = None,
+        deterministic: bool = False,
     ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"video size must be positive, got {width}×{height}")
@@ -60,8 +69,11 @@ class Mp4Writer:
             self._stream.height = self.height + self.height % 2
             self._stream.pix_fmt = "yuv420p"
             self._stream.codec_context.time_base = 1 / rate
+            if deterministic:
+                self._stream.codec_context.thread_count = 1
             if self.codec == "libx264":
-                self._stream.options = dict(X264_OPTIONS)
+                exact = {"qp": "0", "threads": "1"}
+                self._stream.options = {"preset": "fast", **exact} if deterministic else dict(X264_OPTIONS)
             else:  # MPEG-4 Part 2 has no CRF; about 0.25 bit per pixel keeps visualisations clean
                 self._stream.bit_rate = int(self._stream.width * self._stream.height * float(rate) * 0.25)
         except BaseException:
