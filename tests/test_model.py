@@ -268,6 +268,9 @@ def test_weights_round_trip_gives_identical_outputs(tmp_path, tiny_net: MotionNe
     card = json.loads((tmp_path / "m.json").read_text())
     assert card["steps"] == 3 and card["config"]["cue_window"] == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]  # no temp files left
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # the mode any file written here gets: weights must be as readable
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def test_bad_weights_files_raise_input_error(tmp_path, tiny_net: MotionNet):

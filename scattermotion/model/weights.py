@@ -7,6 +7,7 @@ metrics) is written beside it as ``<name>.json``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ def _atomic_write(path: Path, write) -> None:
     """``write(tmp_path)`` into a temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as temp:
+        mode = temp.stat().st_mode & 0o777  # what a plainly written file gets (0o666 minus the umask)
         write(str(temp))
+        # safetensors replaces the file with a private (0600) one of its own: give it the usual mode back.
+        os.chmod(temp, mode)
 
 
 def card_path(path: str | Path) -> Path:
