@@ -143,6 +143,7 @@ def run_in(args: argparse.Namespace, scratch: Path) -> dict:
     test_set = load_videos(bench_dir, "ucf101", "test")
     records = train_set.records + test_set.records
     report: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "benchmark": {"path": str(bench_dir), "settings": settings.to_dict(), "train_clips": len(train_set),
                       "test_clips": len(test_set), "classes": train_set.classes},
         "options": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "segments": 3,

@@ -42,7 +42,8 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def _machine_line(report: dict[str, Any]) -> str:
     machine = report.get("machine") or {}
     parts = [f"run {report['date']}" if report.get("date") else None]
-    cores = machine.get("available_cores") or machine.get("cpu_count") or report.get("cpu_count")
+    keys = ("available_cores", "cpu_count", "cores")  # the names the benchmark scripts use
+    cores = next((machine[k] for k in keys if machine.get(k)), None) or report.get("cpu_count")
     if cores:
         parts.append(f"{cores} CPU cores")
     if machine.get("cuda"):
@@ -123,7 +124,13 @@ def render_onnx_speed(report: dict[str, Any]) -> str:
 def render_action(report: dict[str, Any]) -> str:
     from scattermotion.action.results import to_markdown
 
-    return to_markdown(report, heading=False) + "\nFrom `python benchmarks/action_recognition.py`.\n"
+    settings, options = report["benchmark"]["settings"], report["options"]
+    command = "python benchmarks/action_recognition.py"
+    if "per_class" in settings:
+        command += f" --per-class {settings['per_class']} --test-per-class {settings['test_per_class']}"
+    if options.get("ours_min_side"):
+        command += f" --ours-min-side {options['ours_min_side']}"
+    return to_markdown(report, heading=False) + f"\nCommand: `{command}`.\n"
 
 
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [

@@ -168,6 +168,7 @@ def test_readme_updater_renders_the_action_benchmark(tmp_path):
     assert "| tvl1 | 0.900 ± 0.050 | 500.0 | – |" in section
     assert "| ours (default model) + RGB (late fusion, 1.5 : 1) | 0.800 ± 0.000 | | |" in section
     assert "| pan-left | 0.50 | 0.50 |" in section
+    assert "2 CPU cores" in section and "`python benchmarks/action_recognition.py`" in section
 
 
 def test_readme_updater_needs_the_markers(tmp_path):
