@@ -244,18 +244,18 @@ class MotionEstimator:
 
         clips = np.stack([np.stack(frames) for frames, _ in windows])  # B×T×H×W×3 uint8
         height, width = clips.shape[2:4]
-        padder = InputPadder(height, width, self.stride)
+        work_size = self._work_size(height, width)
+        resized = work_size != (height, width)
+        padder = InputPadder(*work_size, self.stride)
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else nullcontext()
         with torch.inference_mode(), autocast:
             batch = torch.from_numpy(clips).to(self.device, non_blocking=True)
             batch = batch.permute(0, 1, 4, 2, 3).float().div_(255.0)  # B×T×3×H×W in [0, 1]
-            work_size = self._work_size(height, width)
-            if work_size != (height, width):
+            if resized:
                 batch = _resize_frames(batch, work_size)
-                padder = InputPadder(*work_size, self.stride)
             (batch,) = padder.pad(batch)
             flows = padder.unpad(self.model(batch).flows)  # B×(T-1)×2×h×w
-            if work_size != (height, width):
+            if resized:
                 flows = _resize_motion(flows.float(), (height, width))
             flows = flows.float().permute(0, 1, 3, 4, 2).contiguous().cpu().numpy()
         for (_, skip), window_flows in zip(windows, flows, strict=True):

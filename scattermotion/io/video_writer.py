@@ -20,6 +20,7 @@ from scattermotion.io.visualize import make_strip
 
 CODECS = ("libx264", "mpeg4")  # in order of preference
 X264_OPTIONS = {"crf": "20", "preset": "fast"}
+X264_LOSSLESS = {"qp": "0", "preset": "fast", "threads": "1"}  # deterministic=True: exact pixels, one thread
 
 
 def available_codec() -> str:
@@ -72,8 +73,7 @@ class Mp4Writer:
             if deterministic:
                 self._stream.codec_context.thread_count = 1
             if self.codec == "libx264":
-                exact = {"qp": "0", "threads": "1"}
-                self._stream.options = {"preset": "fast", **exact} if deterministic else dict(X264_OPTIONS)
+                self._stream.options = dict(X264_LOSSLESS if deterministic else X264_OPTIONS)
             else:  # MPEG-4 Part 2 has no CRF; about 0.25 bit per pixel keeps visualisations clean
                 self._stream.bit_rate = int(self._stream.width * self._stream.height * float(rate) * 0.25)
         except BaseException:
