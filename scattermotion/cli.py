@@ -153,6 +153,9 @@ def train(
     workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads per process."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="auto (bf16 where the CPU/GPU runs it natively) | fp32 | bf16."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (data, init)."),
     log_every: int | None = typer.Option(None, "--log-every", help="Steps between log lines."),
     val_every: int | None = typer.Option(None, "--val-every", help="Steps between validation passes."),
@@ -185,6 +188,7 @@ def train(
         num_workers=workers,
         device=device,
         threads=threads,
+        precision=precision,
         seed=seed,
         log_every=log_every,
         val_every=val_every,

@@ -81,6 +81,7 @@ RESUMABLE_CHANGES = frozenset(
         "val_synthetic_size",
         "val_real_clips",
         "debug_dump",
+        "precision",
     }
 )
 
@@ -113,6 +114,8 @@ class TrainConfig:
     synthetic_kind: str = "mixed"
     synthetic_max_disp: float = 32.0
     supervised_weight: float = 0.0  # > 0 adds EPE against the synthetic ground truth (off: self-supervised)
+    # False: clips with ground truth get only the supervised term (the photometric one is for real video).
+    self_supervised_on_synthetic: bool = True
     cache_mb: int = 2048  # decoded-video cache per data process
     num_workers: int = 2
     # optimisation
@@ -138,6 +141,7 @@ class TrainConfig:
     val_real_clips: int = 8  # fixed un-augmented training clips for the real_loss curve (0: none)
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     threads: int | None = None  # torch CPU threads per process (None: torch's default)
+    precision: str = "auto"  # auto (bf16 where the CPU/GPU runs it natively) | fp32 | bf16
     debug_dump: bool = False  # tests: each rank writes its weights hash and batch hashes to debug/
 
     def __post_init__(self) -> None:
@@ -164,6 +168,10 @@ class TrainConfig:
         if self.crop_size[0] % 16 or self.crop_size[1] % 16:
             raise ValueError(f"crop_size {self.crop_size} must be multiples of the network stride 16")
         AugmentConfig(**self.augment)  # fail early on a bad augmentation setting
+        from scattermotion.precision import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-friendly values (lists, not tuples)."""
@@ -593,7 +601,12 @@ def build_dataset(config: TrainConfig, run_dir: Path, ctx: DistContext):
     synthetic = None
     if config.synthetic_ratio > 0:
         synthetic = SyntheticClipDataset(
-            sampling, config.seed, ctx.rank, config.synthetic_kind, config.synthetic_max_disp
+            sampling,
+            config.seed,
+            ctx.rank,
+            config.synthetic_kind,
+            config.synthetic_max_disp,
+            keep_ground_truth=config.supervised_weight > 0,
         )
     dataset = MixedClipDataset(real, synthetic, config.synthetic_ratio, config.seed, ctx.rank)
     return dataset, entries
@@ -636,15 +649,6 @@ def _check_resume_config(saved: TrainConfig, config: TrainConfig, path: Path) ->
         )
 
 
-def _supervised_epe(output, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean EPE against the ground truth of the samples that have it (synthetic, not reversed)."""
-    has_gt = batch["has_gt"].to(output.flows.device)
-    if not bool(has_gt.any()):
-        return output.flows.sum() * 0.0
-    diff = output.flows[has_gt] - batch["flows"].to(output.flows.device)[has_gt]
-    return diff.pow(2).sum(2).add(1e-12).sqrt().mean()
-
-
 def _hash_tensor(tensor: torch.Tensor) -> str:
     return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
@@ -681,11 +685,14 @@ def _train(
 ) -> TrainResult:
     from tqdm import tqdm
 
-    from scattermotion.losses import self_supervised_loss
     from scattermotion.model import MotionNet, load_weights, save_weights
+    from scattermotion.precision import autocast, cpu_bf16_flags, resolve_precision
+    from scattermotion.training.objectives import training_objective
 
     if config.threads:
         torch.set_num_threads(config.threads)
+    precision = resolve_precision(config.precision, ctx.device)
+    log.info("precision: %s (CPU bf16 features: %s)", precision, ", ".join(cpu_bf16_flags()) or "none")
     resume_step = latest_checkpoint(run_dir) if resume else None
     if resume:
         saved_path = run_dir / CONFIG_FILE
@@ -760,12 +767,20 @@ def _train(
     model.train()
     for batch in loader:
         frames = batch["frames"].to(ctx.device, non_blocking=True)
-        output = model(frames, bidirectional=True)
-        loss, terms = self_supervised_loss(frames, output, config.loss_config(step))
-        if config.supervised_weight:
-            supervised = _supervised_epe(output, batch)
-            loss = loss + config.supervised_weight * supervised
-            terms = {**terms, "supervised_epe": supervised.detach(), "total": loss.detach()}
+        loss_cfg = config.loss_config(step)
+        # Backward motion is only needed by the occlusion test: without it, half the decoding is wasted
+        # (reversed clips come from the augmentation instead).
+        with autocast(precision, ctx.device):
+            output = model(frames, bidirectional=loss_cfg.occlusion)
+        loss, terms = training_objective(
+            frames,
+            output,
+            batch["has_gt"],
+            batch["flows"],
+            loss_cfg,
+            config.supervised_weight,
+            config.self_supervised_on_synthetic,
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = config.grad_clip if config.grad_clip > 0 else float("inf")
@@ -851,6 +866,8 @@ def _train(
                 "videos": [str(e.item.source) for e in entries[:100]],  # the first 100: the card stays small
                 "synthetic_ratio": config.synthetic_ratio,
                 "supervised_weight": config.supervised_weight,
+                "precision": precision,
+                "cpu_bf16_features": list(cpu_bf16_flags()),
                 "steps": step,
                 "batch_size": config.batch_size,
                 "world_size": ctx.world_size,

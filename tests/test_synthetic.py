@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from scattermotion.data.fetched import ensure_data
+from scattermotion.data.nuisance import NuisanceConfig, apply_nuisances
 from scattermotion.data.synthetic import SyntheticClips, WarpedPlane
 from scattermotion.metrics import backward_warp_image, motion_boundaries
 
@@ -31,9 +32,15 @@ def _comparable_pixels(flow: np.ndarray, occluded: np.ndarray) -> np.ndarray:
     return keep
 
 
-@pytest.mark.parametrize("kind", ["smooth", "sprites"])
-def test_ground_truth_is_exact(kind):
-    clips = SyntheticClips(seed=7, count=3, size=SIZE, clip_len=3, kind=kind, max_disp=12.0)
+@pytest.mark.parametrize(
+    "kind, fast",
+    [("smooth", False), ("sprites", False), ("smooth", True), ("sprites", True), ("footage", True)],
+)
+def test_ground_truth_is_exact(kind, fast):
+    clips = SyntheticClips(
+        seed=7, count=3, size=SIZE, clip_len=3, kind=kind, max_disp=12.0, fast=fast,
+        nuisances=NuisanceConfig.none(),
+    )  # fmt: skip
     for frames, flows, occluded in clips:
         for t in range(len(flows)):
             keep = _comparable_pixels(flows[t], occluded[t])
@@ -126,3 +133,41 @@ def test_mixed_draws_both_kinds_and_evaluation_images_are_refused():
     aloe = ensure_data() / "opencv" / "aloeL.jpg"
     with pytest.raises(ValueError, match="evaluation-only"):
         SyntheticClips(seed=0, count=1, textures=[aloe])
+
+
+def test_fast_rendering_matches_the_exact_one_and_keeps_its_ground_truth():
+    for kind in ("smooth", "sprites"):
+        exact = SyntheticClips(seed=4, count=2, size=SIZE, clip_len=3, kind=kind, max_disp=12.0)
+        fast = SyntheticClips(seed=4, count=2, size=SIZE, clip_len=3, kind=kind, max_disp=12.0, fast=True)
+        for a, b in zip(exact, fast, strict=True):
+            np.testing.assert_array_equal(a.flows, b.flows)
+            np.testing.assert_array_equal(a.occluded, b.occluded)
+            diff = np.abs(a.frames.astype(np.int16) - b.frames.astype(np.int16))
+            assert diff.mean() < 0.3 and np.percentile(diff, 99) <= 2
+
+
+def test_footage_clips_have_objects_of_many_sizes_and_real_nuisances():
+    clips = SyntheticClips(seed=9, count=24, size=SIZE, clip_len=3, kind="footage", max_disp=40.0, fast=True)
+    sizes = [layer.affines[0][0, :2] for i in range(len(clips)) for layer in clips.scene(i).layers[1:]]
+    radii = np.hypot(*np.array(sizes).T)
+    assert radii.min() < 8 and radii.max() > 24  # a few pixels up to about half the frame
+    clean = SyntheticClips(
+        seed=9, count=24, size=SIZE, clip_len=3, kind="footage", max_disp=40.0, fast=True,
+        nuisances=NuisanceConfig.none(),
+    )  # fmt: skip
+    changed = [not np.array_equal(clips[i].frames, clean[i].frames) for i in range(6)]
+    assert any(changed)
+    np.testing.assert_array_equal(clips[3].flows, clean[3].flows)  # nuisances never move pixels
+
+
+def test_nuisances_noise_and_gain_are_per_frame_and_deterministic():
+    frames = np.full((3, 32, 32, 3), 128, np.uint8)
+    flows = np.zeros((2, 32, 32, 2), np.float32)
+    cfg = NuisanceConfig(noise=1.0, gain=1.0, blur=0.0, jpeg=0.0, grey=0.0, gain_std=0.1, offset_std=0.0)
+    out = apply_nuisances(frames, flows, np.random.default_rng(1), cfg)
+    again = apply_nuisances(frames, flows, np.random.default_rng(1), cfg)
+    np.testing.assert_array_equal(out, again)
+    means = out.reshape(3, -1).mean(1)
+    assert np.ptp(means) > 2  # each frame got its own gain
+    assert out[0].std() > 0.5  # and noise
+    assert apply_nuisances(frames, flows, np.random.default_rng(1), NuisanceConfig.none()) is frames

@@ -26,6 +26,7 @@ asks for a supervised term; by default training is self-supervised only.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import logging
 import os
@@ -358,9 +359,17 @@ class SyntheticClipDataset(Dataset):
         kind: str = "mixed",
         max_disp: float = 32.0,
         length: int = 2**62,
+        keep_ground_truth: bool = False,
+        fast_render: bool = True,
     ):
         from scattermotion.data.synthetic import SyntheticClips
 
+        if (
+            keep_ground_truth
+        ):  # a reversed clip loses its ground truth; the generator's motion is random anyway
+            sampling = dataclasses.replace(
+                sampling, augment=dataclasses.replace(sampling.augment, reverse=0.0)
+            )
         self.sampling = sampling
         self.seed, self.rank, self.length = int(seed), int(rank), int(length)
         self.clips = SyntheticClips(
@@ -370,6 +379,7 @@ class SyntheticClipDataset(Dataset):
             clip_len=sampling.clip_len,
             kind=kind,
             max_disp=max_disp,
+            fast=fast_render,
         )
 
     def __len__(self) -> int:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scattermotion.model.encoder import conv_act
+from scattermotion.precision import full_precision
 
 # A full all-pairs matrix product plus a gather costs ∝ (h·w)² but is one op; k² shifted products cost
 # ∝ k²·h·w but k² ops. Measured on 2 CPU threads (C=32, k=9): all-pairs is ~10x faster at 14×14 cells and even
@@ -127,7 +128,11 @@ class CueDecoder(nn.Module):
     def forward(self, corr: torch.Tensor, features: torch.Tensor):
         hidden = self.body(torch.cat((corr, features), dim=1))
         logits = self.logits(hidden) + self.match_temperature * corr
-        log_probs = F.log_softmax(logits, dim=1)
-        probs = log_probs.exp()
-        motion = cue_expectation(probs, self.grid)
-        return logits, probs, motion, cue_confidence(probs, log_probs), hidden
+        # The distribution and its expectation in fp32 even under bf16 autocast: bf16 would round the motion.
+        with full_precision(logits.device.type):
+            logits = logits.float()
+            log_probs = F.log_softmax(logits, dim=1)
+            probs = log_probs.exp()
+            motion = cue_expectation(probs, self.grid)
+            confidence = cue_confidence(probs, log_probs)
+        return logits, probs, motion, confidence, hidden

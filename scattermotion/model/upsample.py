@@ -41,7 +41,8 @@ def convex_upsample(
         )
     # Same result as softmax(pixel_shuffle(logits)) over the 9 neighbours, kept in the s×s-per-cell layout so
     # each neighbour (a shifted view of the padded field) broadcasts instead of being repeated to full size.
-    weights = F.softmax(logits.view(batch, 9, stride * stride, height, width), dim=1)
+    # fp32 weights even under bf16 autocast (bf16 would round the motion they average).
+    weights = F.softmax(logits.float().view(batch, 9, stride * stride, height, width), dim=1)
     padded = F.pad(field, (1, 1, 1, 1), mode="replicate")
     up = field.new_zeros(batch, channels, stride * stride, height, width)
     for q in range(9):

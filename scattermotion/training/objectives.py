@@ -1,0 +1,108 @@
+"""The training objective, built from small pieces (ARFlow's ``losses/`` style).
+
+- :func:`self_supervised_loss` (``scattermotion.losses``): photometric + smoothness on every pair, for clips
+  without ground truth (real video).
+- :func:`supervised_loss`: end-point error against exact ground truth (synthetic clips), at full resolution
+  and at every decoder level (deep supervision, the ground truth area-averaged to the level).
+- :func:`training_objective` mixes them per sample: a batch holds real and synthetic clips, each scored by
+  the term that fits it. Scoring synthetic clips photometrically as well (``self_supervised_on_synthetic``)
+  was the old recipe; with their exact motion at hand the photometric term only adds noise and compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from scattermotion.losses import LossConfig, self_supervised_loss
+
+
+def select_samples(output, keep: torch.Tensor):
+    """The :class:`~scattermotion.model.MotionOutput` of the samples where ``keep`` (B bools) is True."""
+    changes = {}
+    for field in dataclasses.fields(output):
+        value = getattr(output, field.name)
+        if isinstance(value, torch.Tensor):
+            changes[field.name] = value[keep]
+        elif isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+            changes[field.name] = [v[keep] for v in value]
+    return dataclasses.replace(output, **changes)
+
+
+def end_point_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean distance over pixels of ``…×2×H×W`` motion maps."""
+    return (pred - target).pow(2).sum(-3).add(1e-12).sqrt().mean()
+
+
+def supervised_loss(
+    output, flows: torch.Tensor, level_weights: tuple[float, ...], full_res_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """EPE against ``flows`` (B×(T-1)×2×H×W, full-resolution pixels) at full resolution and every decoder
+    level (its motion times its stride, against the ground truth average-pooled to the level)."""
+    total = full_res_weight * end_point_error(output.flows, flows)
+    parts = {"epe_s1": total.detach() / max(full_res_weight, 1e-12)}
+    folded = flows.flatten(0, 1)
+    for stride, weight, level in zip(output.strides, level_weights, output.coarse_flows, strict=True):
+        if not weight:
+            continue
+        target = F.avg_pool2d(folded, stride).unflatten(0, flows.shape[:2])
+        epe = end_point_error(level * stride, target)
+        total = total + weight * epe
+        parts[f"epe_s{stride}"] = epe.detach()
+    return total, parts
+
+
+def training_objective(
+    frames: torch.Tensor,
+    output,
+    has_gt: torch.Tensor,
+    gt_flows: torch.Tensor,
+    loss_cfg: LossConfig,
+    supervised_weight: float,
+    self_supervised_on_synthetic: bool = True,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of one batch and its named parts (detached, for logging).
+
+    Samples with ground truth (``has_gt``) get ``supervised_weight`` × :func:`supervised_loss`; the others,
+    and all samples when ``self_supervised_on_synthetic`` or ``supervised_weight`` is 0, the
+    self-supervised loss. Each term is a mean over its own samples."""
+    has_gt = has_gt.to(frames.device)
+    supervised = supervised_weight > 0 and bool(has_gt.any())
+    split = supervised_weight > 0 and not self_supervised_on_synthetic
+    photometric = ~has_gt if split else torch.ones_like(has_gt)
+    total = frames.new_zeros(())
+    # Every batch logs the same names (ranks of a distributed run average them together), zero when absent.
+    zero = frames.new_zeros(())
+    parts = dict.fromkeys(_part_names(output, loss_cfg, supervised_weight > 0), zero)
+    if bool(photometric.any()):
+        everyone = bool(photometric.all())
+        sub_frames = frames if everyone else frames[photometric]
+        sub_output = output if everyone else select_samples(output, photometric)
+        photo, photo_parts = self_supervised_loss(sub_frames, sub_output, loss_cfg)
+        total = total + photo
+        parts.update({k: v for k, v in photo_parts.items() if k != "total"})
+        parts["self_supervised"] = photo.detach()
+    if supervised:
+        sup, sup_parts = supervised_loss(
+            select_samples(output, has_gt), gt_flows.to(frames.device)[has_gt], loss_cfg.level_weights
+        )
+        total = total + supervised_weight * sup
+        parts.update(sup_parts)
+        parts["supervised_epe"] = sup_parts["epe_s1"]
+    parts["total"] = total.detach()
+    return total, parts
+
+
+def _part_names(output, loss_cfg: LossConfig, supervised: bool) -> list[str]:
+    levels = [(1, loss_cfg.full_res_weight)] + list(zip(output.strides, loss_cfg.level_weights, strict=True))
+    names = [f"{kind}_s{stride}" for stride, weight in levels if weight for kind in ("photo", "smooth")]
+    names += ["occluded", "self_supervised"]
+    if supervised:
+        names += [
+            "epe_s1",
+            *(f"epe_s{s}" for s, w in zip(output.strides, loss_cfg.level_weights, strict=True) if w),
+        ]
+        names.append("supervised_epe")
+    return names
