@@ -89,7 +89,9 @@ def read_with_peak_memory(reader, path: Path) -> int:
 def test_flo_round_trip_is_exact_with_nan(tmp_path, random_flow, real_flow):
     for name, flow in (("random.flo", random_flow), ("motorcycle.flo", real_flow)):
         write_flo(tmp_path / name, flow)
-        assert_same_flow(read_flo(tmp_path / name), flow)
+        expected = flow.copy()
+        expected[np.isnan(flow).any(axis=2)] = np.nan  # a pixel with one unknown component is unknown
+        assert_same_flow(read_flo(tmp_path / name), expected)
     assert leftovers(tmp_path, {"random.flo", "motorcycle.flo"}) == []
 
 
@@ -103,6 +105,19 @@ def test_flo_layout_is_middlebury(tmp_path):
     assert values[:4] == (0.0, 1.0, 2.0, 3.0)  # u, v of (y=0, x=0), then of (y=0, x=1)
     assert values[6:8] == tuple(flow[1, 0])
     assert len(data) == 12 + 2 * 3 * 8
+
+
+def test_flo_writes_unknown_as_middlebury_marker(tmp_path):
+    """NaN in a .flo file breaks flow_vis and RAFT's viewer: unknown pixels are written as 1e10 in both
+    components, finite ones unchanged, and the file reads back with NaN there."""
+    flow = np.array([[[1.5, -2.0], [np.nan, 3.0], [np.inf, -np.inf]]], np.float32)
+    write_flo(tmp_path / "f.flo", flow)
+    values = np.frombuffer((tmp_path / "f.flo").read_bytes()[12:], dtype="<f4")
+    assert np.isfinite(values).all()
+    assert values.tolist() == [1.5, -2.0, 1e10, 1e10, 1e10, 1e10]
+    read = read_flo(tmp_path / "f.flo")
+    assert tuple(read[0, 0]) == (1.5, -2.0) and np.isnan(read[0, 1:]).all()
+    assert np.isnan(flow[0, 1, 0]) and flow[0, 1, 1] == 3.0  # the caller's array is not changed
 
 
 def test_flo_reads_middlebury_unknown_as_nan(tmp_path):
@@ -307,16 +322,16 @@ def test_flow_jpeg_creates_folder_and_rejects_bad_pairs(tmp_path):
 
 
 def test_read_write_flow_dispatch_by_extension(tmp_path, random_flow):
+    pixel_unknown = random_flow.copy()
+    pixel_unknown[~np.isfinite(random_flow).all(axis=2)] = np.nan  # one NaN component invalidates the pixel
     write_flow(tmp_path / "a.flo", random_flow)
     assert (tmp_path / "a.flo").read_bytes()[:4] == b"PIEH"
-    assert_same_flow(read_flow(tmp_path / "a.flo"), random_flow)
+    assert_same_flow(read_flow(tmp_path / "a.flo"), pixel_unknown)
     write_flow(tmp_path / "b.npy", random_flow)
     assert_same_flow(read_flow(tmp_path / "b.npy"), random_flow)
     write_flow(str(tmp_path / "c.PNG"), random_flow)
     assert (tmp_path / "c.PNG").read_bytes()[:4] == b"\x89PNG"
-    kitti_expected = random_flow.copy()
-    kitti_expected[~np.isfinite(random_flow).all(axis=2)] = np.nan  # one NaN component invalidates the pixel
-    assert_same_flow(read_flow(tmp_path / "c.PNG"), kitti_expected, atol=1 / 128)
+    assert_same_flow(read_flow(tmp_path / "c.PNG"), pixel_unknown, atol=1 / 128)
     for name in ("d.txt", "noext"):
         with pytest.raises(InputError, match=name):
             write_flow(tmp_path / name, random_flow)
