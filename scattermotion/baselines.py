@@ -8,10 +8,9 @@ and ``"zero"`` (no motion: the floor every method must beat).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-
-import math
 
 import cv2
 import numpy as np

@@ -14,11 +14,11 @@ import numpy as np
 
 from scattermotion.errors import InputError
 from scattermotion.io.atomic import atomic_output
-from scattermotion.io.checks import as_flow
+from scattermotion.io.checks import MAX_FLOW_PIXELS, as_flow, open_regular_file
 
 MAGIC = b"PIEH"  # the bytes of float32 202021.25, little-endian
 HEADER_BYTES = 12
-MAX_PIXELS = 10**8  # 800 MB of flow; anything larger is a corrupt header, not a real image
+MAX_PIXELS = MAX_FLOW_PIXELS  # 800 MB of flow; anything larger is a corrupt header, not a real image
 # Middlebury ground truth marks unknown flow with 1e10; its tools treat |value| > 1e9 as unknown.
 UNKNOWN_FLOW = 1e10
 UNKNOWN_FLOW_THRESHOLD = 1e9
@@ -28,14 +28,14 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
     """Read a ``.flo`` file as H×W×2 float32; a pixel with a Middlebury "unknown" value (|x| > 1e9, or
     NaN) in either component becomes NaN in both."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
+    with open_regular_file(path) as f:
+        try:
             file_bytes = os.fstat(f.fileno()).st_size
             header = f.read(HEADER_BYTES)
             width, height = _check_header(path, header, file_bytes)
             flow = np.fromfile(f, dtype="<f4", count=width * height * 2)
-    except OSError as err:
-        raise InputError(path, f"cannot read: {err.strerror or err}") from err
+        except OSError as err:
+            raise InputError(path, f"cannot read: {err.strerror or err}") from err
     if flow.size != width * height * 2:  # the file shrank between the size check and the read
         raise InputError(path, f"truncated: expected {width * height * 2} floats, got {flow.size}")
     flow = flow.astype(np.float32).reshape(height, width, 2)
