@@ -99,7 +99,7 @@ def extract(
     list_root: Path | None = typer.Option(None, "--list-root", help="Base folder of list-file entries."),
 ) -> None:
     """Extract motion maps for videos, folders of videos, frame folders or list files (resumable)."""
-    from scattermotion.extract import ExtractOptions
+    from scattermotion.extract import ExtractInterrupted, ExtractOptions
     from scattermotion.extract import extract as run_extract
     from scattermotion.inputs import parse_shard, parse_size
 
@@ -121,7 +121,10 @@ def extract(
         max_frames=max_frames,
         list_root=list_root,
     )
-    summary = run_extract(inputs, options)
+    try:
+        summary = run_extract(inputs, options)
+    except ExtractInterrupted as stop:  # SIGINT/SIGTERM: workers are stopped; say how far it got
+        summary = stop.summary
     typer.echo(summary.report())
     raise typer.Exit(summary.exit_code)
 

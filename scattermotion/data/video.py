@@ -462,7 +462,12 @@ def _open_video_file(path: Path, on_error: OnError, backend: Backend, threads: i
             if not container.streams.video:
                 container.close()
                 raise InputError(path, "has no video stream")
-            return PyAVVideoSource(path, container, on_error, threads)
+            try:
+                return PyAVVideoSource(path, container, on_error, threads)
+            except av.error.FFmpegError as err:
+                problem = f"not a readable video ({_short(err)})"
+            except AttributeError:  # PyAV gives a damaged stream no codec context (a truncated MP4)
+                problem = "not a readable video (its video stream has no codec parameters)"
     if backend in ("auto", "opencv"):
         capture = cv2.VideoCapture(str(path))
         if capture.isOpened():
