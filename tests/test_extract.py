@@ -622,3 +622,23 @@ def _alive(pids: set[int]) -> set[int]:
         if state != "Z":
             alive.add(pid)
     return alive
+
+
+def test_flow_checks_every_output_before_computing(tmp_path):
+    """``flow`` used to write the .flo and then fail on a bad --viz path (and -o DIR was a traceback)."""
+    first, second = frame_pairs()["RubberWhale"]
+    (tmp_path / "dir.flo").mkdir()
+    cases = (
+        (["-o", str(tmp_path / "a.flo"), "--viz", str(tmp_path / "no" / "such" / "v.png")], "v.png: cannot"),
+        (["-o", str(tmp_path / "b.flo"), "--viz", str(tmp_path / "v.jpg")], "v.jpg: --viz writes a PNG"),
+        (["-o", str(tmp_path / "dir.flo")], "dir.flo: cannot write: is a folder"),
+        (["--min-side", "0", "-o", str(tmp_path / "c.flo")], "--min-side must be a positive"),
+    )
+    for args, problem in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "scattermotion.cli", "flow", str(first), str(second), *args],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().startswith("error: ") and problem in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.flo"]
