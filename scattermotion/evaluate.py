@@ -397,9 +397,7 @@ def run_evaluation(
     def failed(spec: str, err: Exception) -> None:
         text = str(err) if isinstance(err, InputError) else f"{spec}: {type(err).__name__}: {err}"
         failures.append({"data": spec, "error": " ".join(text.split())})
-        errors.append(err)
-        if progress:
-            progress(f"{spec}: FAILED, skipped: {failures[-1]['error']}")
+        errors.append(err)  # listed at the end; when every set fails, the first is raised alone
 
     sets = []
     for spec in data:  # every set is read before any method runs, so bad ones show at once
