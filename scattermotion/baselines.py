@@ -8,6 +8,7 @@ and ``"zero"`` (no motion: the floor every method must beat).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
@@ -46,6 +47,37 @@ def _opencv_threads(threads: int | None):
         cv2.setNumThreads(previous)
 
 
+DIS_PATCH = 8  # patch size of both DIS presets
+
+
+def dis_safe_size(height: int, width: int) -> tuple[int, int]:
+    """The smallest ``(H, W)`` at least ``(height, width)`` that OpenCV's DIS runs on.
+
+    DIS picks its coarsest pyramid level from the width alone and then reads patches of 8 px at that
+    level: frames under 12 px raise ``cv::error`` and short, wide ones (12x100, 20x400) crash the
+    process. Padding the height to a patch per level and both sides to 16 px avoids both (checked on a
+    grid of sizes from 1 to 1920 px with both presets).
+    """
+    coarsest = max(0, int(math.log2(max(width, 1) / (4 * DIS_PATCH)) + 0.5))
+    return max(height, DIS_PATCH << coarsest, 16), max(width, 16)
+
+
+def _dis(preset: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    dis = cv2.DISOpticalFlow_create(preset)
+
+    def calc(gray1: np.ndarray, gray2: np.ndarray) -> np.ndarray:
+        height, width = gray1.shape
+        safe_h, safe_w = dis_safe_size(height, width)
+        if (safe_h, safe_w) == (height, width):
+            return dis.calc(gray1, gray2, None)
+        # Replicated borders carry no motion of their own; the flow is cropped back to the frame.
+        pad = (0, safe_h - height, 0, safe_w - width, cv2.BORDER_REPLICATE)
+        flow = dis.calc(cv2.copyMakeBorder(gray1, *pad), cv2.copyMakeBorder(gray2, *pad), None)
+        return flow[:height, :width]
+
+    return calc
+
+
 def _farneback(gray1: np.ndarray, gray2: np.ndarray) -> np.ndarray:
     return cv2.calcOpticalFlowFarneback(gray1, gray2, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
@@ -65,11 +97,9 @@ class ClassicalFlow:
         if method == "tvl1":
             return cv2.optflow.DualTVL1OpticalFlow_create().calc  # type: ignore[attr-defined]
         if method == "dis":
-            dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-            return lambda a, b: dis.calc(a, b, None)
+            return _dis(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         if method == "dis-fast":
-            dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-            return lambda a, b: dis.calc(a, b, None)
+            return _dis(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
         if method == "farneback":
             return _farneback
         return lambda a, b: np.zeros(a.shape + (2,), dtype=np.float32)

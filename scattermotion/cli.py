@@ -60,9 +60,15 @@ def flow(
     """Estimate motion between two images: scattermotion flow A.png B.png -o out.flo [--viz out.png]."""
     from scattermotion.estimator import estimate_image_files
     from scattermotion.io import FLOW_EXTENSIONS, flow_to_color, write_flow, write_png
+    from scattermotion.io.atomic import check_output_file
 
     if output.suffix.lower() not in FLOW_EXTENSIONS:
         raise InputError(output, f"unknown motion file type; use one of {', '.join(FLOW_EXTENSIONS)}")
+    if viz is not None and viz.suffix.lower() != ".png":
+        raise InputError(viz, "--viz writes a PNG: give a .png path")
+    for path in (output, viz):  # every output is checked before any work: none is left half-done
+        if path is not None:
+            check_output_file(path)
     motion = estimate_image_files(
         image1, image2, method=method, weights=weights, device=device, fp16=fp16, min_side=min_side
     )
@@ -99,7 +105,7 @@ def extract(
     list_root: Path | None = typer.Option(None, "--list-root", help="Base folder of list-file entries."),
 ) -> None:
     """Extract motion maps for videos, folders of videos, frame folders or list files (resumable)."""
-    from scattermotion.extract import ExtractOptions
+    from scattermotion.extract import ExtractInterrupted, ExtractOptions
     from scattermotion.extract import extract as run_extract
     from scattermotion.inputs import parse_shard, parse_size
 
@@ -121,7 +127,10 @@ def extract(
         max_frames=max_frames,
         list_root=list_root,
     )
-    summary = run_extract(inputs, options)
+    try:
+        summary = run_extract(inputs, options)
+    except ExtractInterrupted as stop:  # SIGINT/SIGTERM: workers are stopped; say how far it got
+        summary = stop.summary
     typer.echo(summary.report())
     raise typer.Exit(summary.exit_code)
 
@@ -230,7 +239,11 @@ def evaluate(
 ) -> None:
     """Evaluate motion methods side by side: EPE, accuracy, Fl-all, boundary EPE; reconstruction on video."""
     from scattermotion.evaluate import run_evaluation, split_list, to_markdown, write_report
+    from scattermotion.io.atomic import check_output_file
 
+    for path in (json_out, markdown):
+        if path is not None:
+            check_output_file(path, make_parents=True)
     _set_threads(threads)
     report = run_evaluation(
         split_list(data),
@@ -244,6 +257,11 @@ def evaluate(
     )
     write_report(report, json_out, markdown)
     typer.echo(to_markdown(report))
+    if report.get("failures"):  # like every batch verb: the good sets are scored, the bad ones listed
+        typer.echo(f"evaluate: {len(report['failures'])} set(s) skipped:", err=True)
+        for failure in report["failures"]:
+            typer.echo(f"  {failure['error']}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -277,6 +295,10 @@ def benchmark(
         write_json,
     )
 
+    if json_out is not None:
+        from scattermotion.io.atomic import check_output_file
+
+        check_output_file(json_out, make_parents=True)
     report = run_benchmark(
         parse_methods(methods),
         parse_sizes(sizes),

@@ -153,7 +153,7 @@ class MotionEstimator:
     ):
         self.device = resolve_device(device)
         if min_side is not None and int(min_side) < 1:
-            raise ValueError(f"min_side must be a positive number of pixels, got {min_side}")
+            raise InputError(None, f"--min-side must be a positive number of pixels, got {min_side}")
         self.min_side = int(min_side) if min_side is not None else None
         if fp16 and self.device.type != "cuda":
             raise InputError(None, "fp16 runs only on CUDA (autocast); drop --fp16 on the CPU")
@@ -163,7 +163,7 @@ class MotionEstimator:
             int(batch_size) if batch_size is not None else (8 if self.device.type == "cuda" else 1)
         )
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(None, f"--batch-size must be >= 1, got {batch_size}")
         self.model = model.to(self.device).eval()
         self.clip_len = int(model.config.clip_len)
         self.stride = int(model.stride)

@@ -382,14 +382,29 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """Evaluate ``methods`` on every set in ``data`` (see :func:`resolve_set`); the whole report as a dict.
 
-    Every set is resolved before any method runs, so a bad ``--data`` fails at once.
+    Like every batch verb, a set that cannot be read or evaluated is skipped and listed in the report's
+    ``failures`` (``{"data", "error"}``, the error on one line); the others are scored. When every set
+    fails, the first failure is raised (an :class:`InputError` for bad input).
     """
     if limit is not None and limit < 1:
         raise InputError(None, f"--limit must be >= 1, got {limit}")
     if not data:
         raise InputError(None, "no --data given")
     estimators = build_estimators(methods, weights, device)
-    sets = [resolve_set(spec, limit, short_side, sintel_pass) for spec in data]
+    failures: list[dict[str, str]] = []
+    errors: list[Exception] = []
+
+    def failed(spec: str, err: Exception) -> None:
+        text = str(err) if isinstance(err, InputError) else f"{spec}: {type(err).__name__}: {err}"
+        failures.append({"data": spec, "error": " ".join(text.split())})
+        errors.append(err)  # listed at the end; when every set fails, the first is raised alone
+
+    sets = []
+    for spec in data:  # every set is read before any method runs, so bad ones show at once
+        try:
+            sets.append(resolve_set(spec, limit, short_side, sintel_pass))
+        except InputError as err:
+            failed(spec, err)
     report: dict[str, Any] = {
         "benchmark": "evaluation",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -406,11 +421,18 @@ def run_evaluation(
         ],
         "sets": [],
         "results": [],
+        "failures": failures,
     }
     for eval_set in sets:
-        info, results = evaluate_set(eval_set, estimators, progress)
+        try:
+            info, results = evaluate_set(eval_set, estimators, progress)
+        except Exception as err:  # one bad set must not sink the others
+            failed(eval_set.name, err)
+            continue
         report["sets"].append(info)
         report["results"].extend(results)
+    if not report["sets"] and errors:
+        raise errors[0]
     return report
 
 
@@ -505,6 +527,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     notes = [f"{s['name']}: {note}" for s in report["sets"] for note in s.get("notes", [])]
+    notes += [f"skipped {f['error']}" for f in report.get("failures", [])]
     if notes:
         lines.append("Notes: " + "; ".join(notes) + ".")
     lines.append(

@@ -13,28 +13,38 @@ Indices are 1-based: file k holds the motion from sampled frame k to k+1. With `
 ``ceil(N / K) - 1`` motion maps (``N - 1`` for K = 1), each in pixels of motion over K frames.
 
 Robustness: every file is written atomically (temporary name, then rename). ``DIR/<rel>/.done`` (JSON with
-the settings and counts) is written last; a re-run skips items whose marker matches the current settings
-and whose files are all there, and redoes the rest after deleting their partial outputs (only files named
-like our outputs are ever deleted). A failing item (missing, corrupt, fewer than 2 frames) is logged in one
-line and skipped; the rest finish and the summary lists the failures.
+the settings, counts and a fingerprint of the source: size, modification time and SHA-256 of its first MiB;
+for a frame folder its image names, sizes and times) is written last; a re-run skips items whose marker
+matches the current settings and source and whose files are all there, and redoes the rest after deleting
+their partial outputs (only files named like our outputs, and only inside ``DIR``: an output folder that
+resolves outside it is refused). A failing item (missing, corrupt, fewer than 2 frames) is logged in one
+line and skipped; the rest finish and the summary lists the failures; a video that ends before the frame
+count its header declares is extracted with a warning in the summary.
 
 Parallelism: ``workers`` N runs N processes over videos for the classical methods; for ``ours`` it sets the
-torch threads of the one process (the network already uses every core it is given). Sharding: ``shard``
+torch threads of the one process (the network already uses every core it is given). SIGINT and SIGTERM stop
+the run promptly (workers are terminated, queued videos dropped) and :class:`ExtractInterrupted` carries a
+one-line summary; workers also end on their own when the parent dies (kill -9 included). Sharding: ``shard``
 (i, N) takes items i, i+N, ... of the sorted list; under torchrun it defaults to (RANK, WORLD_SIZE).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import re
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import chain, islice
 from pathlib import Path
@@ -60,6 +70,8 @@ FIRST_INDEX = 1  # denseflow / TSN loaders count from 1
 # Files this module writes (and so may delete when redoing an item), including atomic-write temporaries.
 _OUTPUT_NAME = re.compile(r"^(flow(_[xy])?_\d{5,}\.(jpg|flo|png|npy))$")
 _TEMP_NAME = re.compile(r"^\.(flow(_[xy])?_\d{5,}|\.done)\.[0-9a-f]+\.tmp(\.(jpg|flo|png|npy))?$")
+FINGERPRINT_HEAD_BYTES = 1 << 20  # hashed from the start of a video: a replaced file differs there
+PREFETCH_BYTES = 256 * 2**20  # decoded frames held ahead at most (huge frames get a shallower queue)
 
 
 @dataclass
@@ -92,10 +104,14 @@ class ExtractOptions:
             raise InputError(None, f"unknown --format {self.format!r}; choose from {', '.join(FORMATS)}")
         if self.step < 1:
             raise InputError(None, f"--step must be >= 1, got {self.step}")
-        if not self.bound > 0:
-            raise InputError(None, f"--bound must be positive, got {self.bound}")
+        if not (math.isfinite(self.bound) and self.bound > 0):
+            raise InputError(None, f"--bound must be a positive finite number of pixels, got {self.bound}")
         if self.workers is not None and self.workers < 1:
             raise InputError(None, f"--workers must be >= 1, got {self.workers}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(None, f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.min_side is not None and self.min_side < 1:
+            raise InputError(None, f"--min-side must be a positive number of pixels, got {self.min_side}")
         if self.max_frames is not None and self.max_frames < 2:
             raise InputError(None, f"--max-frames must be >= 2, got {self.max_frames}")
         output_size(None, 1, 1, resize=self.resize, short_side=self.short_side)  # both given, or bad values
@@ -128,6 +144,7 @@ class ItemResult:
     reason: str = ""
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    warning: str = ""  # e.g. the video ended before the frame count its header declares
 
 
 @dataclass
@@ -136,26 +153,50 @@ class ExtractSummary:
     shard: tuple[int, int]
     total_items: int  # before sharding
     seconds: float
+    interrupted: int | None = None  # the signal that stopped the run (results then cover only part)
 
     def of(self, status: str) -> list[ItemResult]:
         return [r for r in self.results if r.status == status]
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted is not None:
+            return 128 + self.interrupted  # what a shell reports for a process ended by that signal
         return 1 if self.of("failed") else 0
 
     def report(self) -> str:
         done, skipped, failed = self.of("done"), self.of("skipped"), self.of("failed")
         pairs = sum(r.pairs for r in done)
         shard = f" (shard {self.shard[0]}/{self.shard[1]} of {self.total_items})" if self.shard[1] > 1 else ""
-        lines = [
-            f"extract: {len(self.results)} item(s){shard}: {len(done)} extracted ({pairs} motion maps), "
-            f"{len(skipped)} already done, {len(failed)} failed, in {self.seconds:.1f} s"
-        ]
+        counts = (
+            f"{len(done)} extracted ({pairs} motion maps), {len(skipped)} already done, "
+            f"{len(failed)} failed, in {self.seconds:.1f} s"
+        )
+        if self.interrupted is not None:
+            name = signal.Signals(self.interrupted).name
+            unfinished = len(self.results) - len(done) - len(skipped) - len(failed)
+            return (
+                f"extract: interrupted by {name}: {counts}, {unfinished} of {len(self.results)} item(s)"
+                f"{shard} not finished; run the same command again to resume"
+            )
+        lines = [f"extract: {len(self.results)} item(s){shard}: {counts}"]
+        warned = [r for r in done if r.warning]
+        if warned:
+            lines.append("warnings:")
+            lines.extend(f"  {r.item.source}: {r.warning}" for r in warned)
         if failed:
             lines.append("failed:")
             lines.extend(f"  {r.reason}" for r in failed)
         return "\n".join(lines)
+
+
+class ExtractInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped :func:`extract`; ``summary`` says how far it got (a KeyboardInterrupt, so
+    that callers who stop on Ctrl-C keep doing so)."""
+
+    def __init__(self, summary: ExtractSummary):
+        super().__init__(summary.report())
+        self.summary = summary
 
 
 # ---- output files ----------------------------------------------------------------------------------------
@@ -204,19 +245,49 @@ def count_outputs(folder: Path) -> int:
     return sum(1 for p in folder.iterdir() if _OUTPUT_NAME.match(p.name)) if folder.is_dir() else 0
 
 
-def is_done(folder: Path, settings: dict) -> bool:
-    """True when ``folder`` has a done marker for ``settings`` and every file it counts is there."""
+def source_fingerprint(item: InputItem) -> dict | None:
+    """What identifies the source's content cheaply: a video's size, modification time and the SHA-256 of
+    its first MiB; a frame folder's image names, sizes and times. None when it cannot be read."""
+    from scattermotion.inputs import _image_files
+
+    try:
+        if item.kind == "frames":
+            digest = hashlib.sha256()
+            files = _image_files(item.source)
+            for file in files:
+                info = file.stat()
+                digest.update(f"{file.name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+            return {"files": len(files), "listing_sha256": digest.hexdigest()}
+        info = item.source.stat()
+        with open(item.source, "rb") as f:
+            head = hashlib.sha256(f.read(FINGERPRINT_HEAD_BYTES)).hexdigest()
+        return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "head_sha256": head}
+    except OSError:
+        return None
+
+
+def is_done(folder: Path, settings: dict, fingerprint: dict | None = None) -> bool:
+    """True when ``folder`` has a done marker for ``settings`` and every file it counts is there, and the
+    source still has the fingerprint the marker recorded. A source that is gone (``fingerprint`` None)
+    keeps its finished outputs: deleting sources after extraction is common, and redoing would only fail
+    and delete them."""
     try:
         marker = json.loads((folder / DONE_MARKER).read_text())
     except (OSError, ValueError):
         return False
+    if not isinstance(marker, dict):
+        return False
+    if fingerprint is not None and marker.get("source_fingerprint") != fingerprint:
+        return False
     return marker.get("settings") == settings and marker.get("files") == count_outputs(folder)
 
 
-def write_done(folder: Path, settings: dict, result: ItemResult) -> None:
+def write_done(folder: Path, settings: dict, result: ItemResult, fingerprint: dict | None = None) -> None:
     marker = {
         "settings": settings,
         "source": str(result.item.source),
+        "source_fingerprint": fingerprint,
+        "warning": result.warning or None,
         "frames": result.frames,
         "pairs": result.pairs,
         "files": result.files,
@@ -310,14 +381,19 @@ def extract_item(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     frames: Iterator[np.ndarray] | None = None
+    if not _inside(folder, options.out_dir):  # never clean or write outside --out (symlinks included)
+        reason = f"{item.source}: output folder {folder} lies outside --out {options.out_dir}; skipped"
+        return ItemResult(item, "failed", reason=reason)
     try:
+        fingerprint = source_fingerprint(item)  # before decoding: a change while we read means redo
         clean_outputs(folder)
         source = open_source(item, resize=options.resize, short_side=options.short_side)
         frames = source.frames(step=options.step)
         if options.max_frames is not None:
             frames = islice(frames, options.max_frames)
         if options.prefetch > 0:
-            frames = prefetch(frames, options.prefetch)
+            frame_bytes = max(1, getattr(source, "width", 0) * getattr(source, "height", 0) * 3)
+            frames = prefetch(frames, max(1, min(options.prefetch, PREFETCH_BYTES // frame_bytes)))
         decoded = _Timed(frames, timings, "decode")  # with prefetch: time spent waiting for frames
         head = list(islice(decoded, 2))
         head_decode = timings["decode"]  # decoded before the stream's timer starts
@@ -346,8 +422,9 @@ def extract_item(
         # The stream's time includes decoding every frame after the first two.
         timings["model"] = max(0.0, timings.pop("stream") - (timings["decode"] - head_decode))
         result = ItemResult(item, "done", frames=decoded.count, pairs=pairs, files=files, timings=timings)
+        result.warning = _short_video_warning(source, decoded.count, options)
         result.seconds = time.perf_counter() - start
-        write_done(folder, options.settings(), result)
+        write_done(folder, options.settings(), result, fingerprint)
         return result
     except Exception as err:  # one bad item must not stop the batch: report it and go on
         try:
@@ -359,6 +436,28 @@ def extract_item(
         close = getattr(frames, "close", None)  # stops the prefetch thread at once, also on an interrupt
         if close is not None:
             close()
+
+
+def _inside(folder: Path, root: Path) -> bool:
+    """Whether ``folder`` resolves (symlinks followed) to ``root`` or below it."""
+    try:
+        folder.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _short_video_warning(source, decoded: int, options: ExtractOptions) -> str:
+    """A warning when a video decoded fewer frames than its header declares (truncated or damaged)."""
+    declared = getattr(source, "declared_frame_count", 0) or 0
+    if declared <= 0:
+        return ""
+    expected = -(-declared // options.step)
+    if options.max_frames is not None:
+        expected = min(expected, options.max_frames)
+    if decoded >= expected:
+        return ""
+    return f"ended after {decoded} frames, its header declares {declared} (truncated or damaged?)"
 
 
 def _one_line(item: InputItem, err: Exception) -> str:
@@ -380,38 +479,78 @@ def extract(
     items = expand_inputs(inputs, options.list_root)
     shard = options.shard or shard_from_env() or (0, 1)
     mine = shard_items(items, *shard)
-    options.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(options.out_dir, f"cannot create the output folder: {err.strerror or err}") from None
     settings = options.settings()
     results: dict[InputItem, ItemResult] = {}
     todo = []
     for item in mine:
-        if is_done(options.out_dir / item.rel, settings):
+        if is_done(options.out_dir / item.rel, settings, source_fingerprint(item)):
             results[item] = ItemResult(item, "skipped")
         else:
             todo.append(item)
 
+    def summary(interrupted: int | None = None) -> ExtractSummary:
+        ordered = [results.get(item, ItemResult(item, "unfinished")) for item in mine]
+        return ExtractSummary(ordered, shard, len(items), time.perf_counter() - start, interrupted)
+
     show = options.progress
-    with tqdm(
-        total=len(mine), initial=len(results), desc="videos", unit="video", disable=_disable(show)
-    ) as bar:
+    try:
+        with (
+            _signals_as_interrupts(),
+            tqdm(
+                total=len(mine), initial=len(results), desc="videos", unit="video", disable=_disable(show)
+            ) as bar,
+        ):
 
-        def record(result: ItemResult) -> None:
-            results[result.item] = result
-            if result.status == "failed":
-                tqdm.write(f"failed: {result.reason}", file=sys.stderr)
-            bar.update()
+            def record(result: ItemResult) -> None:
+                results[result.item] = result
+                if result.status == "failed":
+                    tqdm.write(f"failed: {result.reason}", file=sys.stderr)
+                bar.update()
 
-        if todo and options.method != OURS and (options.workers or 1) > 1:
-            _extract_parallel(todo, options, record)
-        elif todo:
-            estimator = estimator or _make_estimator(options)
-            write = output_writer(options.format, options.bound)
-            with tqdm(desc="frames", unit="pair", leave=False, disable=_disable(show)) as frame_bar:
-                for item in todo:
-                    record(extract_item(item, estimator, options, write, frame_bar))
+            if todo and options.method != OURS and (options.workers or 1) > 1:
+                _extract_parallel(todo, options, record)
+            elif todo:
+                estimator = estimator or _make_estimator(options)
+                write = output_writer(options.format, options.bound)
+                with tqdm(desc="frames", unit="pair", leave=False, disable=_disable(show)) as frame_bar:
+                    for item in todo:
+                        record(extract_item(item, estimator, options, write, frame_bar))
+    except _Interrupted as stop:
+        raise ExtractInterrupted(summary(stop.signum)) from None
+    except KeyboardInterrupt:
+        raise ExtractInterrupted(summary(signal.SIGINT)) from None
+    return summary()
 
-    ordered = [results[item] for item in mine]
-    return ExtractSummary(ordered, shard, len(items), time.perf_counter() - start)
+
+class _Interrupted(BaseException):
+    """SIGTERM (or SIGINT) arrived; raised in the main thread by the handler below."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into an exception in the main thread, so the run stops its workers and
+    reports how far it got instead of dying silently (SIGTERM) or waiting for the queue (Ctrl-C)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise _Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _disable(show: bool | None) -> bool | None:
@@ -441,8 +580,25 @@ def _worker_init(options: ExtractOptions) -> None:
     import cv2
 
     global _worker_estimator
+    # Only the parent decides about Ctrl-C (it reaches the whole process group); SIGTERM from the parent
+    # ends a worker at once. A worker also ends when its parent dies, even by kill -9.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     cv2.setNumThreads(1)
     _worker_estimator = _make_estimator(options)
+
+
+def _exit_with_parent() -> None:
+    """End this worker process as soon as the process that started the pool is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])  # ready once the parent has exited
+        os._exit(1)  # no cleanup: the temporaries it leaves are removed when the item is redone
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _worker_extract(item: InputItem, options: ExtractOptions) -> ItemResult:
@@ -456,20 +612,39 @@ def _extract_parallel(
     _make_estimator(options)  # fail fast here, before any worker starts
     # forkserver: workers start from a clean process, never a fork of one with threads running.
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=options.workers, mp_context=context, initializer=_worker_init, initargs=(options,)
-    ) as pool:
+    )
+    try:
         futures = {pool.submit(_worker_extract, item, options): item for item in todo}
-        try:
-            for future in as_completed(futures):
+        pending = set(futures)
+        while pending:
+            # A timeout keeps the main thread returning to Python, where the signal handler can run.
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in finished:
                 try:
                     record(future.result())
                 except Exception as err:  # a worker died (e.g. killed): the item is not done
                     item = futures[future]
                     record(ItemResult(item, "failed", reason=_one_line(item, err)))
-        except BaseException:  # interrupted: do not start the videos still queued
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    except BaseException:  # interrupted: stop the workers now, not after the queue
+        _terminate(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and end the running workers (their partial items are redone next run)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
 
 
 def summary_json(summary: ExtractSummary) -> dict:

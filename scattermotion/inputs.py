@@ -10,7 +10,9 @@ An INPUT is one of:
 - a **list file** (``.txt``, ``.lst``, ``.list``, ``.csv``): one video or frame folder per line, first
   whitespace- (or comma-) separated column only, so UCF101/HMDB51 split files work as they are; ``#``
   comments and blank lines are skipped. Relative entries are resolved against ``list_root`` (default: the
-  list file's folder) and keep their relative path as output folder (class sub-folders kept).
+  list file's folder) and keep their relative path as output folder (class sub-folders kept), always
+  inside the output folder (see :func:`list_output_folder`); a path with spaces is kept whole when a label
+  column follows it.
 
 Frame folders hold images sorted by natural order (``img_2`` before ``img_10``); files named ``flow_*``
 are ignored so a denseflow-style ``rawframes`` folder can be given as it is. A path that does not exist is
@@ -59,17 +61,23 @@ def expand_inputs(
 ) -> list[InputItem]:
     """All items named by ``inputs``, sorted by output folder (the deterministic order sharding relies on).
 
-    Raises :class:`InputError` when two items would write to the same output folder.
+    Raises :class:`InputError` when two items would write to the same output folder, or when a folder or
+    list file yields nothing (an empty or wrong folder is a mistake, not a finished job).
     """
     items: list[InputItem] = []
     for raw in inputs:
         path = Path(raw).expanduser()
         if path.is_dir():
-            items.extend(_expand_folder(path, PurePosixPath()))
+            found = list(_expand_folder(path, PurePosixPath()))
+            if not found:
+                raise InputError(path, "holds no videos and no frame images (searched recursively)")
         elif path.suffix.lower() in LIST_EXTENSIONS and path.is_file():
-            items.extend(_expand_list(path, Path(list_root) if list_root is not None else path.parent))
+            found = list(_expand_list(path, Path(list_root) if list_root is not None else path.parent))
+            if not found:
+                raise InputError(path, "list file names no videos or frame folders")
         else:
-            items.append(InputItem(path, "video", PurePosixPath(path.stem)))
+            found = [InputItem(path, "video", PurePosixPath(path.stem))]
+        items.extend(found)
     return _sorted_unique(items)
 
 
@@ -96,19 +104,43 @@ def _expand_list(list_file: Path, root: Path) -> Iterator[InputItem]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        entry = line if (root / line).exists() else re.split(r"[\s,]+", line)[0]
-        entry_path = Path(entry).expanduser()
-        # Relative entries keep their path (class folder included) as the output folder.
-        rel = (
-            PurePosixPath(entry_path.as_posix())
-            if not entry_path.is_absolute()
-            else PurePosixPath(entry_path.name)
-        )
+        entry_path = Path(_list_entry(line, root)).expanduser()
         path = entry_path if entry_path.is_absolute() else root / entry_path
+        rel = list_output_folder(entry_path, root)
         if path.is_dir():
             yield from _expand_folder(path, rel)
         else:
             yield InputItem(path, "video", rel.with_suffix("") if rel.suffix else rel)
+
+
+def _list_entry(line: str, root: Path) -> str:
+    """The path part of a list line: the longest prefix before a separator that exists (so a name with
+    spaces survives a label column after it), else the first column."""
+    if (root / line).expanduser().exists():
+        return line
+    for match in reversed(list(re.finditer(r"[\s,]+", line))):
+        prefix = line[: match.start()]
+        if prefix and (root / prefix).expanduser().exists():
+            return prefix
+    return re.split(r"[\s,]+", line)[0]
+
+
+def list_output_folder(entry: Path, root: Path) -> PurePosixPath:
+    """Where a list entry's outputs go, relative to ``--out``; never outside it.
+
+    A relative entry keeps its path from the list's root (class folder included), with ``..`` resolved
+    lexically and any ``..`` left at the front dropped (``../UCF/c/a1.mp4`` -> ``UCF/c/a1.mp4``), so a
+    list cannot name a folder outside ``--out``. An absolute entry keeps its path below the root when it
+    lies there, else only its name.
+    """
+    if entry.is_absolute():
+        try:
+            relative = Path(os.path.normpath(entry)).relative_to(os.path.normpath(root.absolute()))
+        except ValueError:
+            return PurePosixPath(entry.name)
+        return PurePosixPath(relative.as_posix()) if relative.parts else PurePosixPath(entry.name)
+    parts = [part for part in PurePosixPath(os.path.normpath(entry.as_posix())).parts if part != ".."]
+    return PurePosixPath(*parts) if parts else PurePosixPath(Path(root).absolute().name)
 
 
 def _sorted_unique(items: list[InputItem]) -> list[InputItem]:

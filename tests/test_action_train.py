@@ -180,3 +180,38 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "missing: dataset folder not found" in proc.stderr
+
+
+def test_classifier_with_incomplete_or_hostile_metadata_is_one_input_error(tmp_path):
+    """Metadata is parsed field by field into one InputError (a missing key was a KeyError traceback),
+    and the network it describes is checked on the meta device before anything is allocated."""
+    from safetensors.torch import save_file
+
+    from scattermotion.action.engine import FORMAT
+
+    tsn = TSN(ClassifierConfig(in_channels=4, num_classes=3, width=8))
+    tensors = {k: v.contiguous() for k, v in tsn.state_dict().items()}
+    full = {
+        "format": FORMAT,
+        "classifier": tsn.config.to_json(),
+        "classes": json.dumps(["a", "b", "c"]),
+        "source": json.dumps({"kind": "dis"}),
+        "sampling": json.dumps({"length": 3, "segments": 2, "test_segments": 3, "crop": None,
+                                "end_to_end": False}),
+    }  # fmt: skip
+    save_file(tensors, str(tmp_path / "good.safetensors"), metadata=full)
+    assert load_action_model(tmp_path / "good.safetensors").classes == ["a", "b", "c"]
+    huge = ClassifierConfig(in_channels=4, num_classes=3, width=1 << 20).to_json()
+    cases = {
+        "no_sampling": ({k: v for k, v in full.items() if k != "sampling"}, "incomplete.*'sampling'"),
+        "no_crop": ({**full, "sampling": json.dumps({"end_to_end": False})}, "incomplete.*'length'"),
+        "bad_json": ({**full, "classes": "[unclosed"}, "bad classifier metadata"),
+        "bad_config": ({**full, "classifier": json.dumps({"in_channels": 0})}, "bad classifier metadata"),
+        "e2e_no_motion": ({**full, "sampling": full["sampling"].replace("false", "true")}, "motion_config"),
+        "huge": ({**full, "classifier": huge}, "tensors do not match"),
+    }
+    for name, (metadata, problem) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        save_file(tensors, str(path), metadata=metadata)
+        with pytest.raises(InputError, match=f"{name}.safetensors: .*{problem}"):
+            load_action_model(path)

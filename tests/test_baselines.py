@@ -68,3 +68,23 @@ def test_thread_setting_is_restored(shifted_pair):
     before = cv2.getNumThreads()
     ClassicalFlow("farneback", threads=1).estimate(*shifted_pair)
     assert cv2.getNumThreads() == before
+
+
+def test_dis_runs_on_tiny_and_short_wide_frames():
+    """OpenCV's DIS raises on frames under 12 px and crashes the process on short, wide ones (12x100,
+    20x400); both now run (in a child process, so that a crash fails this test instead of the suite)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from scattermotion.baselines import ClassicalFlow\n"
+        "rng = np.random.default_rng(0)\n"
+        "for method in ('dis', 'dis-fast'):\n"
+        "    for h, w in ((1, 1), (5, 7), (11, 11), (12, 100), (13, 100), (16, 100), (20, 400), (15, 300)):\n"
+        "        a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)\n"
+        "        flow = ClassicalFlow(method, threads=1).estimate(a, np.roll(a, 1, axis=1))\n"
+        "        assert flow.shape == (h, w, 2) and np.isfinite(flow).all(), (method, h, w)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]

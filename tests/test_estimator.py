@@ -239,7 +239,7 @@ def test_min_side_runs_small_frames_larger_and_rescales_the_motion():
     model.seen.clear()
     big = est.estimate(*_frames(2, height=100, width=120))  # already large enough: untouched
     assert model.seen == [(112, 128)] and np.allclose(big[..., 0], 2.0)
-    with pytest.raises(ValueError, match="min_side"):
+    with pytest.raises(InputError, match="--min-side"):
         MotionEstimator(model, min_side=0)
     with pytest.raises(InputError, match="ours only"):
         get_estimator("dis", min_side=224)

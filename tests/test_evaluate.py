@@ -267,3 +267,31 @@ def test_real_video_by_name_is_bounded_and_cut_aware():
     assert eval_set.kind == "reconstruction"
     assert [len(s.frames) for s in eval_set.sequences] == [30, 11]
     assert eval_set.pair_count == 39 and "30" in eval_set.notes[0]
+
+
+def test_cli_skips_a_bad_set_like_every_batch_verb(tmp_path, monkeypatch, capsys):
+    """``--data good,bad`` used to abort the whole run; a --json path that is a folder was a traceback
+    after all the work. Now the folder is refused first, the bad set is skipped and listed (exit 1) and
+    the good one is scored and written."""
+    frames = make_frame_folder(tmp_path / "frames")
+    missing = tmp_path / "missing.mp4"
+    (tmp_path / "dir.json").mkdir()
+    base = ["scattermotion", "evaluate", "-m", "dis", "-q"]
+    monkeypatch.setattr(
+        sys, "argv", [*base, "--data", f"{frames},{missing}", "--json", str(tmp_path / "dir.json")]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'dir.json'}: cannot write: is a folder"
+    json_path = tmp_path / "r.json"
+    monkeypatch.setattr(sys, "argv", [*base, "--data", f"{frames},{missing}", "--json", str(json_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and f"{missing}: no such file" in captured.err
+    report = json.loads(json_path.read_text())
+    assert [s["name"] for s in report["sets"]] == ["frames"]
+    assert [f["data"] for f in report["failures"]] == [str(missing)]
+    assert "| frames |" in captured.out and "skipped" in captured.out

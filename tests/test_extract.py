@@ -445,3 +445,200 @@ def test_flow_verb_bad_input_is_one_line(tmp_path):
         and "Traceback" not in proc.stderr
     )
     assert not (tmp_path / "x.flo").exists()
+
+
+# ---- hostile and unlucky input (issue 14) ----------------------------------------------------------------
+
+
+def test_list_entries_never_write_or_delete_outside_out(tmp_path):
+    """A relative entry's path used to become the output folder: ``../UCF/c/a1.mp4`` wrote next to the
+    video, and a hostile list deleted flow files of a folder outside --out."""
+    write_video(tmp_path / "UCF" / "c" / "a1.mp4", 3)
+    write_video(tmp_path / "UCF" / "c" / "my clip.mp4", 3, seed=5)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for name in ("flow_x_00001.jpg", ".done"):
+        (victim / name).write_bytes(b"precious")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "flow_x_00001.jpg").write_bytes(b"precious")
+    out = tmp_path / "flows"
+    out.mkdir()
+    (out / "link").symlink_to(elsewhere, target_is_directory=True)
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    listing = splits / "l.txt"
+    listing.write_text("../UCF/c/a1.mp4 1\n../UCF/c/my clip.mp4 2\n../victim.mp4\nlink/../link/x.mp4\n")
+    summary = extract([listing], options(out))
+    by_rel = {r.item.name: r for r in summary.results}
+    assert sorted(by_rel) == ["UCF/c/a1", "UCF/c/my clip", "link/x", "victim"]
+    assert by_rel["UCF/c/a1"].status == "done" and by_rel["UCF/c/my clip"].status == "done"
+    assert (out / "UCF" / "c" / "a1" / "flow_x_00002.jpg").is_file()
+    assert (out / "UCF" / "c" / "my clip" / "flow_y_00002.jpg").is_file()
+    assert sorted(p.name for p in (tmp_path / "UCF" / "c").iterdir()) == ["a1.mp4", "my clip.mp4"]
+    assert by_rel["victim"].status == "failed" and "no such file" in by_rel["victim"].reason
+    assert by_rel["link/x"].status == "failed" and "outside --out" in by_rel["link/x"].reason
+    assert (victim / "flow_x_00001.jpg").read_bytes() == b"precious" and (victim / ".done").is_file()
+    assert (elsewhere / "flow_x_00001.jpg").read_bytes() == b"precious"
+
+
+def test_empty_or_wrong_inputs_and_bad_options_are_one_line_errors(tmp_path, dataset):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.md").write_text("no videos here")
+    (tmp_path / "empty.txt").write_text("# nothing listed\n\n")
+    for folder, problem in (
+        (tmp_path / "empty", "holds no videos"),
+        (tmp_path / "docs", "holds no videos"),
+        (tmp_path / "empty.txt", "list file names no videos"),
+    ):
+        with pytest.raises(InputError, match=f"{folder.name}: {problem}"):
+            extract([folder], options(tmp_path / "out"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="file: cannot create the output folder"):
+        extract([dataset], options(tmp_path / "file"))
+    for kwargs, flag in (
+        ({"bound": float("inf")}, "--bound"),
+        ({"bound": 0.0}, "--bound"),
+        ({"bound": float("nan")}, "--bound"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"min_side": 0}, "--min-side"),
+    ):
+        with pytest.raises(InputError, match=flag):
+            options(tmp_path / "out", **kwargs)
+    result = CliRunner().invoke(app, ["extract", str(tmp_path / "empty"), "-o", str(tmp_path / "o")])
+    assert result.exit_code != 0 and isinstance(result.exception, InputError)
+
+
+def test_done_marker_knows_its_source(tmp_path):
+    """A truncated video replaced by the full one (or another file of the same name, size and time) is
+    redone; a truncated one gets a warning; a source deleted after extraction keeps its outputs."""
+    import os
+
+    full = write_video(tmp_path / "full.avi", 30, seed=1)
+    video = tmp_path / "in" / "v.avi"
+    video.parent.mkdir()
+    video.write_bytes(full.read_bytes()[: full.stat().st_size * 9 // 10])  # AVI: its header declares 30
+    out = tmp_path / "out"
+    first = extract([video], options(out)).results[0]
+    assert first.status == "done" and 2 <= first.frames < 30
+    assert "header declares 30" in first.warning
+    assert "warnings:" in extract([video], options(tmp_path / "out2")).report()
+    video.write_bytes(full.read_bytes())
+    again = extract([video], options(out)).results[0]
+    assert again.status == "done" and again.frames == 30 and again.warning == ""
+    assert extract([video], options(out)).results[0].status == "skipped"
+    # Same size and modification time, different bytes at the start: the head hash tells them apart.
+    info = video.stat()
+    data = bytearray(video.read_bytes())
+    data[-1000] ^= 0xFF
+    data[100] ^= 0xFF
+    video.write_bytes(bytes(data))
+    os.utime(video, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert extract([video], options(out)).results[0].status != "skipped"
+    video.write_bytes(full.read_bytes())
+    assert extract([video], options(out)).results[0].status == "done"
+    video.unlink()
+    gone = extract([video], options(out)).results[0]
+    assert gone.status == "skipped" and (out / "v" / "flow_x_00029.jpg").is_file()
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live descendants of ``pid`` (from /proc; zombies excluded)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _wait_until(condition, timeout: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process trees from /proc")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_workers_end_with_their_parent(tmp_path, how):
+    """Workers used to outlive a SIGTERM or kill -9 of the parent and go on through the queue. Now
+    SIGTERM stops the pool at once (exit 143, one summary line) and every worker ends with its parent."""
+    import os
+    import signal
+
+    videos = []
+    for name in "abc":  # long real videos under TV-L1: minutes of work if the workers were to go on
+        videos.append(tmp_path / f"{name}.avi")
+        videos[-1].symlink_to(real_video("vtest"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scattermotion.cli", "extract", *map(str, videos), "-o", str(out),
+         "--method", "tvl1", "--workers", "2", "--short-side", "96"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        started = _wait_until(lambda: len(list(out.rglob("flow_x_*.jpg"))) >= 2, timeout=120)
+        assert started, "extraction never started"
+        workers = _descendants(proc.pid)
+        assert len(workers) >= 2
+        os.kill(proc.pid, getattr(signal, how))
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert _wait_until(lambda: not _alive(workers), timeout=15), f"workers still alive: {_alive(workers)}"
+    if how == "SIGTERM":
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert "Traceback" not in stderr
+        lines = stdout.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("extract: interrupted by SIGTERM"), stdout
+        assert "run the same command again to resume" in lines[0]
+    else:
+        assert proc.returncode == -signal.SIGKILL
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def test_flow_checks_every_output_before_computing(tmp_path):
+    """``flow`` used to write the .flo and then fail on a bad --viz path (and -o DIR was a traceback)."""
+    first, second = frame_pairs()["RubberWhale"]
+    (tmp_path / "dir.flo").mkdir()
+    cases = (
+        (["-o", str(tmp_path / "a.flo"), "--viz", str(tmp_path / "no" / "such" / "v.png")], "v.png: cannot"),
+        (["-o", str(tmp_path / "b.flo"), "--viz", str(tmp_path / "v.jpg")], "v.jpg: --viz writes a PNG"),
+        (["-o", str(tmp_path / "dir.flo")], "dir.flo: cannot write: is a folder"),
+        (["--min-side", "0", "-o", str(tmp_path / "c.flo")], "--min-side must be a positive"),
+    )
+    for args, problem in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "scattermotion.cli", "flow", str(first), str(second), *args],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().startswith("error: ") and problem in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.flo"]

@@ -89,7 +89,9 @@ def read_with_peak_memory(reader, path: Path) -> int:
 def test_flo_round_trip_is_exact_with_nan(tmp_path, random_flow, real_flow):
     for name, flow in (("random.flo", random_flow), ("motorcycle.flo", real_flow)):
         write_flo(tmp_path / name, flow)
-        assert_same_flow(read_flo(tmp_path / name), flow)
+        expected = flow.copy()
+        expected[np.isnan(flow).any(axis=2)] = np.nan  # a pixel with one unknown component is unknown
+        assert_same_flow(read_flo(tmp_path / name), expected)
     assert leftovers(tmp_path, {"random.flo", "motorcycle.flo"}) == []
 
 
@@ -103,6 +105,19 @@ def test_flo_layout_is_middlebury(tmp_path):
     assert values[:4] == (0.0, 1.0, 2.0, 3.0)  # u, v of (y=0, x=0), then of (y=0, x=1)
     assert values[6:8] == tuple(flow[1, 0])
     assert len(data) == 12 + 2 * 3 * 8
+
+
+def test_flo_writes_unknown_as_middlebury_marker(tmp_path):
+    """NaN in a .flo file breaks flow_vis and RAFT's viewer: unknown pixels are written as 1e10 in both
+    components, finite ones unchanged, and the file reads back with NaN there."""
+    flow = np.array([[[1.5, -2.0], [np.nan, 3.0], [np.inf, -np.inf]]], np.float32)
+    write_flo(tmp_path / "f.flo", flow)
+    values = np.frombuffer((tmp_path / "f.flo").read_bytes()[12:], dtype="<f4")
+    assert np.isfinite(values).all()
+    assert values.tolist() == [1.5, -2.0, 1e10, 1e10, 1e10, 1e10]
+    read = read_flo(tmp_path / "f.flo")
+    assert tuple(read[0, 0]) == (1.5, -2.0) and np.isnan(read[0, 1:]).all()
+    assert np.isnan(flow[0, 1, 0]) and flow[0, 1, 1] == 3.0  # the caller's array is not changed
 
 
 def test_flo_reads_middlebury_unknown_as_nan(tmp_path):
@@ -307,18 +322,126 @@ def test_flow_jpeg_creates_folder_and_rejects_bad_pairs(tmp_path):
 
 
 def test_read_write_flow_dispatch_by_extension(tmp_path, random_flow):
+    pixel_unknown = random_flow.copy()
+    pixel_unknown[~np.isfinite(random_flow).all(axis=2)] = np.nan  # one NaN component invalidates the pixel
     write_flow(tmp_path / "a.flo", random_flow)
     assert (tmp_path / "a.flo").read_bytes()[:4] == b"PIEH"
-    assert_same_flow(read_flow(tmp_path / "a.flo"), random_flow)
+    assert_same_flow(read_flow(tmp_path / "a.flo"), pixel_unknown)
     write_flow(tmp_path / "b.npy", random_flow)
     assert_same_flow(read_flow(tmp_path / "b.npy"), random_flow)
     write_flow(str(tmp_path / "c.PNG"), random_flow)
     assert (tmp_path / "c.PNG").read_bytes()[:4] == b"\x89PNG"
-    kitti_expected = random_flow.copy()
-    kitti_expected[~np.isfinite(random_flow).all(axis=2)] = np.nan  # one NaN component invalidates the pixel
-    assert_same_flow(read_flow(tmp_path / "c.PNG"), kitti_expected, atol=1 / 128)
+    assert_same_flow(read_flow(tmp_path / "c.PNG"), pixel_unknown, atol=1 / 128)
     for name in ("d.txt", "noext"):
         with pytest.raises(InputError, match=name):
             write_flow(tmp_path / name, random_flow)
         (tmp_path / name).write_bytes(b"x")
         rejects(tmp_path / name, read_flow, "unknown flow file type")
+
+
+# ---------------------------------------------------------------- declared sizes, FIFOs, bad headers
+
+
+def patched_png(width: int, height: int, depth16: bool = True) -> bytes:
+    """A valid tiny PNG whose IHDR then claims ``width×height`` (CRC fixed): all header, no pixels."""
+    import zlib
+
+    image = np.zeros((2, 2, 3), np.uint16 if depth16 else np.uint8)
+    data = bytearray(cv2.imencode(".png", image)[1].tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".webp", ".tiff", ".ppm", ".pgm"])
+def test_image_size_reads_the_header_of_every_frame_format(ext):
+    from scattermotion.io.checks import image_size
+
+    image = np.random.default_rng(0).integers(0, 256, (23, 37, 3), dtype=np.uint8)
+    if ext == ".pgm":
+        image = image[:, :, 0]
+    encoded = cv2.imencode(ext, image)[1].tobytes()
+    assert image_size(encoded) == (37, 23)
+    assert image_size(encoded[:6]) is None and image_size(b"GIF89a" + bytes(20)) is None
+
+
+def test_huge_declared_image_is_rejected_before_decoding(tmp_path, monkeypatch):
+    """An 840-byte PNG may declare 12000×12000 (4.5 GB once read as KITTI flow): the header is checked
+    against MAX_IMAGE_PIXELS before OpenCV sees the bytes."""
+    from scattermotion.data.video import read_image
+
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a) or None)
+    (tmp_path / "huge.png").write_bytes(patched_png(12000, 12000))
+    (tmp_path / "huge8.png").write_bytes(patched_png(12000, 12000, depth16=False))
+    with pytest.raises(InputError, match=r"huge\.png: declares 12000x12000 pixels"):
+        read_kitti(tmp_path / "huge.png")
+    with pytest.raises(InputError, match=r"huge8\.png: declares 12000x12000 pixels"):
+        read_image(tmp_path / "huge8.png")
+    assert decoded == []
+
+
+def test_video_over_the_pixel_limit_is_rejected_and_huge_frames_scale_in_the_decoder(tmp_path, monkeypatch):
+    import av
+
+    from scattermotion.data import video as video_module
+    from scattermotion.io import checks
+
+    path = tmp_path / "v.avi"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            frame = cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (9, 9), 0)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    reference = list(video_module.open_video(path, short_side=24).frames())
+    monkeypatch.setattr(video_module, "DECODER_SCALE_PIXELS", 1000)  # this clip counts as huge now
+    scaled = list(video_module.open_video(path, short_side=24).frames())
+    assert [f.shape for f in scaled] == [(24, 32, 3)] * 3
+    assert np.abs(np.stack(scaled).astype(int) - np.stack(reference)).mean() < 4  # FFmpeg's area filter
+    monkeypatch.setattr(checks, "MAX_IMAGE_PIXELS", 64 * 48 - 1)
+    for backend in ("pyav", "opencv"):
+        with pytest.raises(InputError, match=r"v\.avi: declares 64x48 pixels"):
+            video_module.open_video(path, backend=backend)
+
+
+def test_readers_refuse_a_fifo_at_once(tmp_path):
+    """A FIFO named as input used to block forever (open() waits for a writer)."""
+    import os
+    import threading
+
+    from scattermotion.data.video import open_video, read_image
+
+    fifo = tmp_path / "pipe.flo"
+    os.mkfifo(fifo)
+    for reader in (read_flo, read_npy, read_kitti, read_image, open_video):
+        errors: list[Exception] = []
+        thread = threading.Thread(target=_capture, args=(errors, reader, fifo), daemon=True)
+        thread.start()
+        thread.join(timeout=10)
+        if thread.is_alive():  # release the blocked reader, then fail
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            thread.join(timeout=5)
+            pytest.fail(f"{reader.__name__} blocked on a FIFO")
+        assert len(errors) == 1 and isinstance(errors[0], InputError), (reader.__name__, errors)
+        assert "pipe.flo" in str(errors[0]) and "FIFO" in str(errors[0])
+
+
+def _capture(errors: list, reader, path) -> None:
+    try:
+        reader(path)
+    except Exception as err:
+        errors.append(err)
+
+
+def test_npy_header_with_an_unclosed_brace_is_one_input_error(tmp_path):
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), "
+    header += b" " * (117 - len(header)) + b"\n"
+    path = tmp_path / "brace.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + bytes(32))
+    with pytest.raises(InputError, match=r"brace\.npy: not a \.npy file"):
+        read_npy(path)

@@ -301,3 +301,49 @@ def test_bad_weights_files_raise_input_error(tmp_path, tiny_net: MotionNet):
     save_file({"x": torch.zeros(2)}, str(no_config))
     with pytest.raises(InputError, match="motion_config"):
         load_weights(no_config)
+
+
+def test_weights_config_is_checked_on_the_meta_device_before_allocating(tmp_path, monkeypatch):
+    """A 452-byte file asking for channels [16384]*4 used to build the 9.6 GB model before comparing
+    shapes: the model is now built on the meta device first, and for real only once the tensors fit."""
+    from safetensors.torch import save_file
+
+    from scattermotion.model import weights as weights_module
+
+    huge = MotionConfig.from_dict({**TINY.to_dict(), "channels": [16384] * 4})
+    path = tmp_path / "huge.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"motion_config": huge.to_json()})
+    assert path.stat().st_size < 1024
+    built: list[torch.device] = []
+    real_init = MotionNet.__init__
+
+    def recording_init(self, config):
+        real_init(self, config)
+        built.append(next(self.parameters()).device)
+
+    monkeypatch.setattr(weights_module.MotionNet, "__init__", recording_init)
+    with pytest.raises(InputError, match="huge.safetensors: tensors do not match.*missing"):
+        load_weights(path)
+    assert built == [torch.device("meta")]
+    bad_values = tmp_path / "negative.safetensors"
+    negative = json.dumps({**TINY.to_dict(), "channels": [-8, 12, 16, 24]})
+    save_file({"x": torch.zeros(1)}, str(bad_values), metadata={"motion_config": negative})
+    with pytest.raises(InputError, match="negative.safetensors: bad"):
+        load_weights(bad_values)
+
+
+def test_non_float_and_non_finite_weights_are_rejected(tmp_path, tiny_net: MotionNet):
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in tiny_net.state_dict().items()}
+    name = next(k for k, v in tensors.items() if v.is_floating_point() and v.dim() == 4)
+    metadata = {"motion_config": tiny_net.config.to_json()}
+    for label, tensor, problem in (
+        ("nan", tensors[name].clone().fill_(float("nan")), "NaN or infinite"),
+        ("inf", tensors[name].clone().fill_(float("inf")), "NaN or infinite"),
+        ("int", torch.ones_like(tensors[name], dtype=torch.int32), "not floating point"),
+    ):
+        path = tmp_path / f"{label}.safetensors"
+        save_file({**tensors, name: tensor}, str(path), metadata=metadata)
+        with pytest.raises(InputError, match=f"{label}.safetensors: .*{problem}.*{name}"):
+            load_weights(path)

@@ -165,6 +165,7 @@ def test_all_inputs_failing_raises_one_line_error_and_writes_no_page(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(missing) in err[0] and err[0].startswith("error: ")
     assert not (out / "index.html").exists()
+    assert not out.exists()  # a failed report used to leave report/assets/ behind
 
 
 @pytest.mark.parametrize(

@@ -245,6 +245,10 @@ def evaluate(
     from scattermotion.action.sources import parse_source
     from scattermotion.io.atomic import write_bytes_atomic
 
+    if json_out is not None:
+        from scattermotion.io.atomic import check_output_file
+
+        check_output_file(json_out, make_parents=True)
     _set_threads(threads)
     loaded = [load_action_model(path, device=device) for path in models]
     videos = _load(

@@ -317,6 +317,7 @@ def load_action_model(path: str | os.PathLike, device: str = "cpu") -> ActionMod
     """A classifier saved by :func:`save_action_model`, in eval mode on ``device``."""
     from scattermotion.estimator import resolve_device
     from scattermotion.model import MotionConfig, MotionNet
+    from scattermotion.model.weights import load_checked
 
     path = Path(path)
     if path.is_dir():
@@ -326,35 +327,45 @@ def load_action_model(path: str | os.PathLike, device: str = "cpu") -> ActionMod
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             meta = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except Exception as err:  # safetensors raises its own error types for a bad header
         raise InputError(path, f"not a readable safetensors file ({err})") from err
     if meta.get("format") != FORMAT:
         raise InputError(path, f"not a scattermotion action classifier (format {meta.get('format')!r})")
-    sampling = json.loads(meta["sampling"])
-    tsn = TSN(ClassifierConfig.from_json(meta["classifier"]))
-    source = SourceSpec.from_dict(json.loads(meta["source"]))
-    if sampling["end_to_end"]:
-        motion = MotionNet(MotionConfig.from_json(meta["motion_config"]))
-        network: nn.Module = EndToEndClassifier(motion, tsn, source.bound)
-    else:
-        network = tsn
     try:
-        network.load_state_dict(tensors)
-    except RuntimeError as err:
-        raise InputError(
-            path, f"tensors do not match the stored config ({str(err).splitlines()[0]})"
-        ) from err
+        sampling = json.loads(meta["sampling"])
+        classifier = ClassifierConfig.from_json(meta["classifier"])
+        source = SourceSpec.from_dict(json.loads(meta["source"]))
+        classes = json.loads(meta["classes"])
+        end_to_end = bool(sampling["end_to_end"])
+        motion_config = MotionConfig.from_json(meta["motion_config"]) if end_to_end else None
+        length, segments = int(sampling["length"]), int(sampling["segments"])
+        test_segments, crop = int(sampling["test_segments"]), sampling["crop"]
+        if not isinstance(classes, list) or len(classes) != classifier.num_classes:
+            raise ValueError(f"{classifier.num_classes} classes in the config, classes lists {classes!r}")
+    except KeyError as err:
+        raise InputError(path, f"incomplete classifier metadata: no {err}") from None
+    except (ValueError, TypeError, AttributeError) as err:  # json.JSONDecodeError is a ValueError
+        raise InputError(path, f"bad classifier metadata ({err})") from None
+    except InputError as err:
+        raise InputError(path, f"bad classifier metadata ({err.problem})") from None
+
+    def build() -> nn.Module:
+        tsn = TSN(classifier)
+        if motion_config is None:
+            return tsn
+        return EndToEndClassifier(MotionNet(motion_config), tsn, source.bound)
+
+    network = load_checked(path, build)  # shapes checked on the meta device before anything is allocated
     network.to(resolve_device(device)).eval()
     return ActionModel(
         network=network,
-        classes=json.loads(meta["classes"]),
+        classes=classes,
         source=source,
-        length=int(sampling["length"]),
-        segments=int(sampling["segments"]),
-        test_segments=int(sampling["test_segments"]),
-        crop=sampling["crop"],
-        end_to_end=bool(sampling["end_to_end"]),
+        length=length,
+        segments=segments,
+        test_segments=test_segments,
+        crop=crop,
+        end_to_end=end_to_end,
     )
 
 

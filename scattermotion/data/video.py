@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from scattermotion.errors import InputError
+from scattermotion.io import checks
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DEFAULT_FOLDER_FPS = 25.0
 # read_all() refuses to build one array larger than this unless max_frames bounds it.
 READ_ALL_MAX_BYTES = 4 * 2**30
+# Frames above this many pixels that are to be shrunk are scaled by FFmpeg while converting to RGB, so the
+# full-size RGB frame is never built (smaller ones go through resize_frame, as before).
+DECODER_SCALE_PIXELS = 2**23
 
 OnError = Literal["raise", "stop"]
 Backend = Literal["auto", "pyav", "opencv"]
@@ -121,8 +125,11 @@ class VideoSource(ABC):
         """Number of frames: exact for folders; for video files see the subclass."""
 
     @abstractmethod
-    def _decode(self, start: int, step: int, stop: int | None) -> Iterator[np.ndarray]:
-        """Frames ``start, start+step, ...`` (before ``stop``) as stored (RGB uint8, not resized)."""
+    def _decode(
+        self, start: int, step: int, stop: int | None, size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
+        """Frames ``start, start+step, ...`` (before ``stop``) as RGB uint8: as stored, or at ``size``
+        (W, H) where the decoder can scale while converting (callers resize what it did not)."""
 
     def frames(self, start: int = 0, step: int = 1, stop: int | None = None) -> Iterator[np.ndarray]:
         """Stream frames ``start, start + step, ...`` (before ``stop`` if given), one array at a time.
@@ -133,7 +140,9 @@ class VideoSource(ABC):
         if start < 0 or step < 1 or (stop is not None and stop < 0):
             raise ValueError(f"need start >= 0, step >= 1, stop >= 0; got {start=}, {step=}, {stop=}")
         size = (self.width, self.height)
-        for frame in self._decode(start, step, stop):
+        huge = self.source_width * self.source_height > DECODER_SCALE_PIXELS
+        shrink = self.width <= self.source_width and self.height <= self.source_height
+        for frame in self._decode(start, step, stop, size if huge and shrink else None):
             yield resize_frame(frame, size)
 
     def read_all(self, max_frames: int | None = None) -> np.ndarray:
@@ -216,6 +225,7 @@ class PyAVVideoSource(VideoSource):
             container.close()
         if self.source_width < 1 or self.source_height < 1:
             raise InputError(path, "video stream has no frame size")
+        checks.check_pixels(path, self.source_width, self.source_height)  # before any frame decodes
         self._frame_count: int | None = None
 
     def _open(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -243,7 +253,10 @@ class PyAVVideoSource(VideoSource):
             self._frame_count = count
         return self._frame_count
 
-    def _decode(self, start: int, step: int, stop: int | None) -> Iterator[np.ndarray]:
+    def _decode(
+        self, start: int, step: int, stop: int | None, size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
+        convert = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "AREA"}
         container, stream = self._open()
         index = 0
         try:
@@ -259,7 +272,7 @@ class PyAVVideoSource(VideoSource):
                     _stopped(self, index, err)
                     return
                 if index >= start and (index - start) % step == 0:
-                    yield frame.to_ndarray(format="rgb24")
+                    yield frame.to_ndarray(format="rgb24", **convert)
                 index += 1
         finally:
             container.close()
@@ -287,6 +300,7 @@ class OpenCVVideoSource(VideoSource):
         capture.release()
         if self.source_width < 1 or self.source_height < 1:
             raise InputError(path, "video stream has no frame size")
+        checks.check_pixels(path, self.source_width, self.source_height)
         self._frame_count: int | None = self.declared_frame_count or None
 
     @property
@@ -295,7 +309,9 @@ class OpenCVVideoSource(VideoSource):
             self._frame_count = self.count_frames()
         return self._frame_count
 
-    def _decode(self, start: int, step: int, stop: int | None) -> Iterator[np.ndarray]:
+    def _decode(
+        self, start: int, step: int, stop: int | None, size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
         capture = cv2.VideoCapture(str(self.path))
         index = 0
         try:
@@ -329,13 +345,12 @@ def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An image file as ``H×W×3 uint8 RGB`` (grayscale expanded, alpha dropped, 16-bit scaled to 8-bit)."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise InputError(path, f"cannot read: {err.strerror or err}") from err
-    if data.size == 0:
-        raise InputError(path, "file is empty")
+    """An image file as ``H×W×3 uint8 RGB`` (grayscale expanded, alpha dropped, 16-bit scaled to 8-bit).
+
+    ``InputError`` for a file that is not a regular file, not a PNG, JPEG, BMP, WebP, TIFF or PPM/PGM, or
+    whose header declares more than :data:`scattermotion.io.checks.MAX_IMAGE_PIXELS` (checked before
+    decoding)."""
+    data = np.frombuffer(checks.read_image_bytes(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.dtype not in (np.uint8, np.uint16):
         raise InputError(path, "not a readable 8- or 16-bit image")
@@ -370,7 +385,9 @@ class FolderVideoSource(VideoSource):
     def frame_count(self) -> int:
         return len(self.files)
 
-    def _decode(self, start: int, step: int, stop: int | None) -> Iterator[np.ndarray]:
+    def _decode(
+        self, start: int, step: int, stop: int | None, size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
         for index in range(start, len(self.files) if stop is None else min(stop, len(self.files)), step):
             file = self.files[index]
             try:
@@ -432,10 +449,9 @@ def _open_video_file(path: Path, on_error: OnError, backend: Backend, threads: i
         size = path.stat().st_size
     except OSError as err:
         raise InputError(path, f"cannot read: {err.strerror or err}") from err
+    checks.require_regular_file(path)  # a FIFO would block FFmpeg's open forever
     if size == 0:
         raise InputError(path, "file is empty")
-    if not os.access(path, os.R_OK):
-        raise InputError(path, "cannot read: permission denied")
     problem = "not a readable video"
     if backend in ("auto", "pyav"):
         try:
@@ -446,7 +462,12 @@ def _open_video_file(path: Path, on_error: OnError, backend: Backend, threads: i
             if not container.streams.video:
                 container.close()
                 raise InputError(path, "has no video stream")
-            return PyAVVideoSource(path, container, on_error, threads)
+            try:
+                return PyAVVideoSource(path, container, on_error, threads)
+            except av.error.FFmpegError as err:
+                problem = f"not a readable video ({_short(err)})"
+            except AttributeError:  # PyAV gives a damaged stream no codec context (a truncated MP4)
+                problem = "not a readable video (its video stream has no codec parameters)"
     if backend in ("auto", "opencv"):
         capture = cv2.VideoCapture(str(path))
         if capture.isOpened():

@@ -36,8 +36,28 @@ def temp_path_beside(path: str | os.PathLike) -> Path:
 
 
 def commit(temp: Path, path: str | os.PathLike) -> None:
-    """Move a finished temporary file onto its target (atomic on POSIX within one file system)."""
-    os.replace(temp, path)
+    """Move a finished temporary file onto its target (atomic on POSIX within one file system);
+    ``InputError`` naming the target when it cannot be replaced (a folder stands there, say)."""
+    try:
+        os.replace(temp, path)
+    except OSError as err:
+        problem = "is a folder" if os.path.isdir(path) else (err.strerror or str(err))
+        raise InputError(path, f"cannot write: {problem}") from err
+
+
+def check_output_file(path: str | os.PathLike, make_parents: bool = False) -> Path:
+    """Check, before any work, that a file can be written at ``path`` later: not a folder, its folder
+    there (or created with ``make_parents``) and writable. Leaves nothing behind; ``InputError`` if not."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "cannot write: is a folder")
+    if make_parents:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(path, f"cannot create its folder: {err.strerror or err}") from None
+    discard(temp_path_beside(path))  # the honest test: a file can be created there
+    return path
 
 
 def discard(temp: Path) -> None:

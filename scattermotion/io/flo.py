@@ -14,31 +14,34 @@ import numpy as np
 
 from scattermotion.errors import InputError
 from scattermotion.io.atomic import atomic_output
-from scattermotion.io.checks import as_flow
+from scattermotion.io.checks import MAX_FLOW_PIXELS, as_flow, open_regular_file
 
 MAGIC = b"PIEH"  # the bytes of float32 202021.25, little-endian
 HEADER_BYTES = 12
-MAX_PIXELS = 10**8  # 800 MB of flow; anything larger is a corrupt header, not a real image
+MAX_PIXELS = MAX_FLOW_PIXELS  # 800 MB of flow; anything larger is a corrupt header, not a real image
 # Middlebury ground truth marks unknown flow with 1e10; its tools treat |value| > 1e9 as unknown.
+UNKNOWN_FLOW = 1e10
 UNKNOWN_FLOW_THRESHOLD = 1e9
 
 
 def read_flo(path: str | os.PathLike) -> np.ndarray:
-    """Read a ``.flo`` file as H×W×2 float32; Middlebury's "unknown" values (|x| > 1e9) become NaN."""
+    """Read a ``.flo`` file as H×W×2 float32; a pixel with a Middlebury "unknown" value (|x| > 1e9, or
+    NaN) in either component becomes NaN in both."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
+    with open_regular_file(path) as f:
+        try:
             file_bytes = os.fstat(f.fileno()).st_size
             header = f.read(HEADER_BYTES)
             width, height = _check_header(path, header, file_bytes)
             flow = np.fromfile(f, dtype="<f4", count=width * height * 2)
-    except OSError as err:
-        raise InputError(path, f"cannot read: {err.strerror or err}") from err
+        except OSError as err:
+            raise InputError(path, f"cannot read: {err.strerror or err}") from err
     if flow.size != width * height * 2:  # the file shrank between the size check and the read
         raise InputError(path, f"truncated: expected {width * height * 2} floats, got {flow.size}")
     flow = flow.astype(np.float32).reshape(height, width, 2)
     with np.errstate(invalid="ignore"):
-        flow[np.abs(flow) > UNKNOWN_FLOW_THRESHOLD] = np.nan
+        unknown = ~(np.abs(flow) <= UNKNOWN_FLOW_THRESHOLD).all(axis=2)
+    flow[unknown] = np.nan
     return flow
 
 
@@ -63,9 +66,14 @@ def _check_header(path: Path, header: bytes, file_bytes: int) -> tuple[int, int]
 
 
 def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
-    """Write H×W×2 flow as ``.flo`` (atomically). NaN is written as NaN, which Middlebury's tools read as
-    unknown."""
+    """Write H×W×2 flow as ``.flo`` (atomically). A pixel with a NaN or infinite component is written as
+    Middlebury's unknown marker (1e10 in both), which its tools, flow_vis and RAFT's readers expect; a NaN
+    in the file breaks them. :func:`read_flo` reads it back as NaN."""
     flow = as_flow(flow)
+    unknown = ~np.isfinite(flow).all(axis=2)
+    if unknown.any():
+        flow = flow.copy()
+        flow[unknown] = UNKNOWN_FLOW
     height, width = flow.shape[:2]
     with atomic_output(path) as temp, open(temp, "wb") as f:
         f.write(MAGIC)

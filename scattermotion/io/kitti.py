@@ -15,7 +15,7 @@ import numpy as np
 
 from scattermotion.errors import InputError
 from scattermotion.io.atomic import write_bytes_atomic
-from scattermotion.io.checks import as_flow, read_file_bytes
+from scattermotion.io.checks import as_flow, read_image_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCALE = 64.0
@@ -25,7 +25,7 @@ OFFSET = 2.0**15
 def read_kitti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read a KITTI flow PNG: (H×W×2 float32 flow with NaN where invalid, H×W bool valid mask)."""
     path = Path(path)
-    data = read_file_bytes(path)
+    data = read_image_bytes(path)  # the declared size is checked before decoding
     if not data.startswith(PNG_SIGNATURE):
         raise InputError(path, "not a PNG file")
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)

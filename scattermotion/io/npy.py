@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import math
 import os
+import tokenize
 from pathlib import Path
 
 import numpy as np
 
 from scattermotion.errors import InputError
 from scattermotion.io.atomic import atomic_output
-from scattermotion.io.checks import as_flow
+from scattermotion.io.checks import MAX_FLOW_PIXELS, as_flow, open_regular_file
 
-MAX_PIXELS = 10**8
+MAX_PIXELS = MAX_FLOW_PIXELS
 # Version 3.0 only allows UTF-8 field names, which float arrays never have, so the 2.0 reader fits it.
 HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
@@ -25,8 +26,8 @@ HEADER_READERS = {
 def read_npy(path: str | os.PathLike) -> np.ndarray:
     """Read an H×W×2 floating-point ``.npy`` file as float32."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
+    with open_regular_file(path) as f:
+        try:
             file_bytes = os.fstat(f.fileno()).st_size
             if file_bytes == 0:
                 raise InputError(path, "file is empty")
@@ -36,10 +37,10 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
                 raise InputError(path, f"truncated: header says {shape} {dtype}, data are shorter")
             f.seek(0)
             flow = np.lib.format.read_array(f, allow_pickle=False)
-    except OSError as err:
-        raise InputError(path, f"cannot read: {err.strerror or err}") from err
-    except ValueError as err:  # numpy's own complaints about a malformed body
-        raise InputError(path, f"bad .npy file: {err}") from err
+        except OSError as err:
+            raise InputError(path, f"cannot read: {err.strerror or err}") from err
+        except ValueError as err:  # numpy's own complaints about a malformed body
+            raise InputError(path, f"bad .npy file: {err}") from err
     return np.ascontiguousarray(flow, dtype=np.float32)
 
 
@@ -49,7 +50,8 @@ def _read_header(path: Path, f) -> tuple[tuple[int, ...], np.dtype]:
         if version not in HEADER_READERS:
             raise ValueError(f"unsupported .npy format version {version}")
         shape, _fortran_order, dtype = HEADER_READERS[version](f)
-    except ValueError as err:
+    # numpy tokenizes the header: an unclosed brace raises TokenError, a garbled one SyntaxError.
+    except (ValueError, SyntaxError, tokenize.TokenError) as err:
         raise InputError(path, f"not a .npy file: {err}") from err
     if dtype.kind != "f" or dtype.hasobject:
         raise InputError(path, f"flow must be floating point, file holds {dtype}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,25 +74,81 @@ def read_config(path: str | Path) -> MotionConfig:
         raise InputError(path, f"bad motion_config in metadata ({err})") from err
 
 
-def load_weights(path: str | Path, device: str | torch.device = "cpu") -> MotionNet:
-    """Rebuild the MotionNet stored in ``path`` and load its parameters; returns it in eval mode."""
-    path = Path(path)
-    config = read_config(path)
+def load_checked(path: Path, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """``build()`` loaded with the tensors of the safetensors file ``path``, trusting nothing in the file.
+
+    The module is first built on the meta device (no memory), so a config in the metadata that asks for
+    gigabytes costs nothing; the file's tensor names, shapes and dtypes are compared with it from the
+    header alone; only then are the tensors read (bounded by the file's size), checked to be finite, and
+    the module built for real. Every problem is one :class:`InputError` naming the file.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except InputError as err:
+        raise InputError(path, f"bad config in metadata ({err.problem})") from None
+    except (ValueError, TypeError, RuntimeError, KeyError, OverflowError) as err:
+        raise InputError(path, f"bad config in metadata ({err})") from None
+    expected = {name: (tuple(t.shape), t.dtype) for name, t in skeleton.state_dict().items()}
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except Exception as err:
+            stored = {name: handle.get_slice(name) for name in handle.keys()}
+            shapes = {name: tuple(piece.get_shape()) for name, piece in stored.items()}
+            dtypes = {name: piece.get_dtype() for name, piece in stored.items()}
+            problems = _mismatches(expected, shapes, dtypes)
+            if problems:
+                raise InputError(path, "tensors do not match the stored config (" + "; ".join(problems) + ")")
+            tensors = {name: handle.get_tensor(name) for name in stored}
+    except InputError:
+        raise
+    except Exception as err:  # safetensors raises its own error types for a bad header or body
         raise InputError(path, f"cannot read tensors ({err})") from err
-    model = MotionNet(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong_shape = sorted(n for n in set(expected) & set(tensors) if expected[n].shape != tensors[n].shape)
-    if missing or unexpected or wrong_shape:
-        problems = []
-        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
-            if names:
-                problems.append(f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
-        raise InputError(path, "tensors do not match the stored config (" + "; ".join(problems) + ")")
-    model.load_state_dict(tensors)
+    bad = sorted(n for n, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all())
+    if bad:
+        raise InputError(path, f"tensors hold NaN or infinite values: {_names(bad)}")
+    module = build()
+    module.load_state_dict(tensors)
+    return module
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+_SAFETENSORS_FLOATS = {"F16", "BF16", "F32", "F64"}
+
+
+def _mismatches(
+    expected: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    shapes: dict[str, tuple[int, ...]],
+    dtypes: dict[str, str],
+) -> list[str]:
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    common = sorted(set(expected) & set(shapes))
+    wrong_shape = [n for n in common if expected[n][0] != shapes[n]]
+    # A float parameter must be stored as a float (an int or bool tensor would load as garbage motion).
+    wrong_dtype = [
+        n for n in common if expected[n][1].is_floating_point and dtypes[n] not in _SAFETENSORS_FLOATS
+    ]
+    problems = []
+    for label, names in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", wrong_shape),
+        ("not floating point", wrong_dtype),
+    ):
+        if names:
+            problems.append(f"{label}: {_names(names)}")
+    return problems
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> MotionNet:
+    """Rebuild the MotionNet stored in ``path`` and load its parameters; returns it in eval mode.
+
+    Nothing in the file is trusted: see :func:`load_checked`.
+    """
+    path = Path(path)
+    config = read_config(path)
+    model = load_checked(path, lambda: MotionNet(config))
     return model.to(device).eval()

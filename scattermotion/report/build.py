@@ -100,15 +100,24 @@ class _Assets:
 
     def __init__(self, out_dir: Path, prefix: str):
         self.out_dir, self.prefix = out_dir, prefix
+        self.written: list[Path] = []  # files this run created: removed again when its input fails
+
+    def own(self, path: Path) -> Path:
+        if not path.exists():  # a file an earlier page uses is never taken back
+            self.written.append(path)
+        return path
 
     def png(self, name: str, image: np.ndarray, caption: str) -> Figure:
         rel = f"{ASSETS}/{self.prefix}-{name}.png"
-        write_png(self.out_dir / rel, image)
+        write_png(self.own(self.out_dir / rel), image)
         return Figure(rel, caption, image.shape[1], image.shape[0])
 
+    def remove(self) -> None:
+        for path in self.written:
+            path.unlink(missing_ok=True)
 
-def _write_shared_assets(out_dir: Path) -> dict[str, Figure]:
-    assets = _Assets(out_dir, "key")
+
+def _write_shared_assets(assets: _Assets) -> dict[str, Figure]:
     return {
         "wheel": assets.png("colour-wheel", color_wheel_legend(LEGEND_SIZE), "colour key"),
         "error_bar": assets.png("error-bar", colour_bar(ERROR_COLORMAP), f"error 0 … ≥{ERROR_RANGE:.0f}"),
@@ -140,7 +149,7 @@ def _write_clip(analysis: InputAnalysis, assets: _Assets) -> Clip:
         pair += len(clip) - 1
     height, width = grids[0].shape[:2]
     rel = f"{ASSETS}/{assets.prefix}-clip.mp4"
-    with Mp4Writer(assets.out_dir / rel, fps=CLIP_FPS, width=width, height=height) as video:
+    with Mp4Writer(assets.own(assets.out_dir / rel), fps=CLIP_FPS, width=width, height=height) as video:
         for grid in grids:
             video.write(grid)
     poster = assets.png("clip-poster", grids[0], "clip poster")
@@ -148,9 +157,8 @@ def _write_clip(analysis: InputAnalysis, assets: _Assets) -> Clip:
     return Clip(rel, poster.src, width, height, caption)
 
 
-def _section(index: int, analysis: InputAnalysis, shared: dict[str, Figure], out_dir: Path) -> Section:
+def _section(index: int, analysis: InputAnalysis, shared: dict[str, Figure], assets: _Assets) -> Section:
     report_input = analysis.input
-    assets = _Assets(out_dir, f"{index:02d}-{_slug(report_input.name)}")
     k = analysis.key_pair
     frame1, frame2 = analysis.pairs[k]
     which = f"pair {k + 1} of {len(analysis.pairs)}" if len(analysis.pairs) > 1 else "the pair"
@@ -246,16 +254,32 @@ def build_report(
     for note in notes:
         say(f"note: {note}")
     out_dir = Path(options.out_dir)
+    created = [p for p in (out_dir / ASSETS, out_dir, *out_dir.parents) if not p.exists()]
     try:
         (out_dir / ASSETS).mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(out_dir, f"cannot create the report folder: {err.strerror or err}") from None
-    shared = _write_shared_assets(out_dir)
+    key_assets = _Assets(out_dir, "key")
+    try:
+        return _build(inputs, options, methods, notes, evaluation, out_dir, key_assets, say)
+    except BaseException:  # no page: take back what this run wrote and the folders it made
+        key_assets.remove()
+        for folder in created:  # innermost first; only while empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _build(inputs, options, methods, notes, evaluation, out_dir: Path, key_assets: _Assets, say):
+    shared = _write_shared_assets(key_assets)
     result = ReportResult(out_dir / "index.html")
     sections: list[Section] = []
     first_error: Exception | None = None
     for number, spec in enumerate(inputs, start=1):
         prefix = f"[{number}/{len(inputs)}] {spec}"
+        assets: _Assets | None = None
         try:
             say(f"{prefix}: reading")
             report_input: ReportInput = load_input(spec, options.pairs, options.start, options.max_side)
@@ -263,12 +287,15 @@ def build_report(
             count = report_input.pair_count
             say(f"{prefix}: {count} pair{'s' if count != 1 else ''} at {width}x{height}")
             analysis = analyse_input(report_input, methods, lambda line, p=prefix: say(f"{p}: {line}"))
-            sections.append(_section(number, analysis, shared, out_dir))
+            assets = _Assets(out_dir, f"{number:02d}-{_slug(report_input.name)}")
+            sections.append(_section(number, analysis, shared, assets))
             result.inputs.append(spec)
         except (
             Exception
         ) as err:  # one bad input must not sink the batch; it is reported below and on the page
             log.debug("report input %s failed", spec, exc_info=True)
+            if assets is not None:  # no half-written pictures of a failed input
+                assets.remove()
             first_error = first_error or err
             result.failures.append((spec, _failure_text(err)))
             say(f"{prefix}: FAILED, skipped: {_failure_text(err)}")
