@@ -2,7 +2,7 @@
 and training with vs without forward-backward occlusion masks.
 
 Every variant is trained from the same seed with the same short self-supervised schedule
-(``scattermotion.train``: same videos, same synthetic share, same steps, batch and crop) and evaluated on
+(``scattermotion.training``: same videos, same synthetic share, same steps, batch and crop) and evaluated on
 the same data, which never enter training: fixed synthetic clips of T=4 frames with exact ground truth
 (their own seed; each model sees them through ``estimate_clip``, so the T=4 model gets 4-frame context and
 the T=2 model pairs) and the real motorcycle stereo pair. DIS and zero motion are scored on the same data for
@@ -35,7 +35,7 @@ from scattermotion.evaluate import json_safe
 from scattermotion.io.atomic import write_bytes_atomic
 from scattermotion.metrics import aggregate, flow_metrics
 from scattermotion.model import load_weights
-from scattermotion.train import TrainConfig, train
+from scattermotion.training import TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
 TRAIN_VIDEOS = ("tree", "carphone", "bikes")  # unlabeled training footage (never evaluation data)

@@ -30,7 +30,9 @@ from scattermotion.benchmark import write_json
 from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.evaluate import machine_info
 from scattermotion.precision import cpu_bf16_flags, resolve_precision
-from scattermotion.train import DistContext, TrainConfig, build_dataset
+from scattermotion.training import TrainConfig
+from scattermotion.training.data import build_dataset
+from scattermotion.training.distributed import DistContext
 from scattermotion.training.objectives import training_objective
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "train_speed.json"

@@ -174,8 +174,8 @@ def train(
 ) -> None:
     """Train the motion network self-supervised on unlabeled videos (torchrun: DistributedDataParallel)."""
     from scattermotion.inputs import parse_size
-    from scattermotion.train import resolve_config
-    from scattermotion.train import train as run_training
+    from scattermotion.training import resolve_config
+    from scattermotion.training import train as run_training
 
     crop_size = None
     if crop is not None:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from scattermotion.errors import InputError  # noqa: E402
 from scattermotion.model import load_weights, save_weights  # noqa: E402
 from scattermotion.model.weights import card_path  # noqa: E402
-from scattermotion.train import (  # noqa: E402
+from scattermotion.training import (  # noqa: E402
     CONFIG_FILE,
     METRICS_FILE,
     checkpoint_name,

@@ -20,7 +20,7 @@ from scattermotion.cli import app
 from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.errors import InputError
 from scattermotion.model import load_weights
-from scattermotion.train import (
+from scattermotion.training import (
     TrainConfig,
     latest_checkpoint,
     list_checkpoints,

@@ -1,0 +1,134 @@
+"""The training package's pieces: nested config validation, stale temporaries and failed starts, the
+per-sample objective, precision selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from scattermotion.cli import app
+from scattermotion.data.fetched import ensure_data, real_video
+from scattermotion.errors import InputError
+from scattermotion.losses import LossConfig
+from scattermotion.model import MotionConfig, MotionNet
+from scattermotion.precision import autocast, resolve_precision
+from scattermotion.training import list_checkpoints, load_config, train
+from scattermotion.training.checkpoint import CHECKPOINT_DIR, remove_stale_temporaries
+from scattermotion.training.objectives import select_samples, supervised_loss, training_objective
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("loss: {smoth_weight: 1}\n", ("loss", "smoth_weight")),
+        ("model_overrides: {chanels: [8, 8, 8, 8]}\n", ("model_overrides", "chanels")),
+        ("model_overrides: {cue_window: 4}\n", ("model_overrides", "cue_window")),
+        ("precision: fp8\n", ("precision",)),
+    ],
+)
+def test_nested_config_typos_fail_at_load_with_one_line(tmp_path, text, words):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(InputError) as err:
+        load_config(bad)
+    message = str(err.value)
+    assert "\n" not in message and str(bad) in message and all(w in message for w in words)
+
+
+def test_cli_typo_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loss: {smoth_weight: 1}\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "x.mp4", "--out", str(out), "--config", str(bad)])
+    # The console entry point prints an InputError as its one line.
+    assert isinstance(result.exception, InputError) and "smoth_weight" in str(result.exception)
+    assert not out.exists()
+
+
+def test_failed_start_leaves_no_run_folder(tmp_path):
+    ensure_data()
+    config = load_config(TINY).replace(sources=[str(tmp_path / "missing.mp4")], synthetic_ratio=0.0)
+    out = tmp_path / "new_run"
+    with pytest.raises(InputError):
+        train(config, out, progress=False)
+    assert not out.exists()
+
+
+def test_resume_removes_stale_checkpoint_temporaries_only(tmp_path):
+    ensure_data()
+    run_dir = tmp_path / "run"
+    config = load_config(TINY).replace(sources=[str(real_video("carphone"))])
+    train(config, run_dir, progress=False, stop_at=3)
+    folder = run_dir / CHECKPOINT_DIR
+    stale = [
+        folder / ".step_00000002.deadbeef.tmp.safetensors",
+        folder / ".step_00000002.state.deadbeef.tmp.pt",
+    ]
+    keep = folder / ".my_notes"
+    for path in [*stale, keep]:
+        path.write_bytes(b"x")
+    result = train(config, run_dir, resume=True, progress=False)
+    assert result.final_weights is not None and list_checkpoints(run_dir)
+    assert not any(p.exists() for p in stale) and keep.exists()
+    assert remove_stale_temporaries(run_dir) == []
+
+
+@pytest.fixture(scope="module")
+def tiny_output():
+    torch.manual_seed(0)
+    model = MotionNet(MotionConfig(channels=(8, 8, 8, 8), cue_hidden=8, refine_hidden=8, cgu_hidden=8))
+    frames = torch.rand(3, 3, 3, 64, 64)
+    return frames, model(frames)
+
+
+def test_supervised_loss_is_zero_on_the_truth_and_counts_every_level(tiny_output):
+    frames, output = tiny_output
+    truth = output.flows.detach()
+    _, parts = supervised_loss(output, truth, (0.0, 0.0, 0.0))
+    assert parts["epe_s1"] < 1e-5 and set(parts) == {"epe_s1"}
+    total, parts = supervised_loss(output, truth + 1.0, (0.25, 0.5, 0.75))
+    assert parts["epe_s1"] == pytest.approx(2**0.5, rel=1e-4)
+    assert {"epe_s16", "epe_s8", "epe_s4"} <= set(parts) and total > parts["epe_s1"]
+
+
+def test_objective_scores_each_sample_by_the_term_that_fits_it(tiny_output):
+    frames, output = tiny_output
+    cfg = LossConfig(occlusion=False)
+    gt = output.flows.detach().clone()
+    has_gt = torch.tensor([True, False, False])
+    split, parts = training_objective(
+        frames, output, has_gt, gt, cfg, 1.0, self_supervised_on_synthetic=False
+    )
+    # Sample 0 is scored by its ground truth only, samples 1 and 2 photometrically only.
+    from scattermotion.losses import self_supervised_loss
+
+    photo, _ = self_supervised_loss(frames[1:], select_samples(output, ~has_gt), cfg)
+    sup, _ = supervised_loss(select_samples(output, has_gt), gt[:1], cfg.level_weights)
+    assert split.item() == pytest.approx(photo.item() + sup.item(), rel=1e-5)
+    assert parts["supervised_epe"] < 1e-4
+    every, every_parts = training_objective(frames, output, has_gt, gt, cfg, 1.0, True)
+    assert set(every_parts) == set(parts)  # same names logged whatever the mix (ranks average them)
+    none, none_parts = training_objective(
+        frames, output, torch.zeros(3, dtype=torch.bool), gt, cfg, 1.0, False
+    )
+    assert set(none_parts) == set(parts) and none_parts["supervised_epe"] == 0
+
+
+def test_precision_auto_and_bf16_forward_keeps_fp32_motion():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("half", cpu)
+    torch.manual_seed(0)
+    model = MotionNet(MotionConfig(channels=(8, 8, 8, 8), cue_hidden=8, refine_hidden=8, cgu_hidden=8)).eval()
+    with torch.no_grad(), autocast("bf16", cpu):
+        out = model(torch.rand(1, 2, 3, 64, 64))
+    assert out.flows.dtype == torch.float32 and all(f.dtype == torch.float32 for f in out.coarse_flows)
