@@ -4,7 +4,8 @@ frames (the timing core is :mod:`scattermotion.benchmark`, the same as ``scatter
     python benchmarks/model_speed.py [--repeats 3] [--no-large] [--output benchmarks/results/model_speed.json]
 
 Prints a Markdown table (frame pairs/s, ms/pair, ratios to TV-L1 and DIS, peak RSS at 224×224 and 256×340,
-1 thread and all cores) and writes the numbers as JSON. Ours runs the small and large presets with random
+1 thread and all cores) and writes the numbers as JSON. Where the CPU has native bf16, ``ours-small-bf16`` is
+the small preset under bf16 autocast (``MotionEstimator(..., precision="bf16")``). Ours runs the small and large presets with random
 weights (speed does not depend on the weight values) through ``MotionEstimator.estimate_clip`` on clips of
 T=4 frames (3 pairs per forward, batch 1); each method is timed in a fresh process; each number is the best
 of ``--repeats`` passes.
@@ -19,6 +20,7 @@ from pathlib import Path
 from scattermotion.benchmark import DEFAULT_SIZES, parse_threads, run_benchmark, to_markdown, write_json
 from scattermotion.data.fetched import ensure_data
 from scattermotion.model import MotionConfig
+from scattermotion.precision import cpu_bf16_flags
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "model_speed.json"
 
@@ -34,6 +36,8 @@ def main() -> int:
 
     ensure_data()
     methods = ["tvl1", "dis", "ours-small"] + ([] if args.no_large else ["ours-large"])
+    if cpu_bf16_flags():  # bf16 inference (MotionEstimator(precision="bf16")) where the CPU runs it natively
+        methods.append("ours-small-bf16")
     report = run_benchmark(
         methods,
         DEFAULT_SIZES,

@@ -37,7 +37,8 @@ import numpy as np
 from scattermotion.errors import InputError
 
 OURS = "ours"
-RANDOM_PRESETS = {"ours-small": "small", "ours-large": "large"}  # random weights: speed only
+RANDOM_PRESETS = {"ours-small": "small", "ours-large": "large", "ours-small-bf16": "small"}  # speed only
+BF16_METHODS = ("ours-small-bf16",)  # bf16 autocast (only measured where the CPU has native bf16)
 CLASSICAL = ("tvl1", "dis", "dis-fast", "farneback", "zero")
 BENCHMARK_METHODS = (OURS, *RANDOM_PRESETS, *CLASSICAL)
 DEFAULT_METHODS = (OURS, "tvl1", "dis", "farneback")
@@ -56,6 +57,7 @@ LABELS = {
     "zero": "zero",
     "ours-small": "ours-small (random)",
     "ours-large": "ours-large (random)",
+    "ours-small-bf16": "ours-small bf16 (random)",
 }
 
 
@@ -224,7 +226,9 @@ def _make_pass(task: SpeedTask, frames: list[np.ndarray]) -> tuple[Callable[[], 
         from scattermotion.model import build_motion_net
 
         torch.manual_seed(0)
-        estimator = MotionEstimator(build_motion_net(RANDOM_PRESETS[task.method]), device=task.device)
+        precision = "bf16" if task.method in BF16_METHODS else "fp32"
+        net = build_motion_net(RANDOM_PRESETS[task.method])
+        estimator = MotionEstimator(net, device=task.device, precision=precision)
     else:
         estimator = MotionEstimator.from_pretrained(task.weights, device=task.device)
     if len(frames) < pairs + 1:

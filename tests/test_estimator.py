@@ -243,3 +243,18 @@ def test_min_side_runs_small_frames_larger_and_rescales_the_motion():
         MotionEstimator(model, min_side=0)
     with pytest.raises(InputError, match="ours only"):
         get_estimator("dis", min_side=224)
+
+
+def test_precision_switch_bf16_stays_close_to_fp32_and_bad_names_are_one_line():
+    torch.manual_seed(0)
+    net = build_motion_net(MotionConfig(channels=(8, 8, 8, 8), cue_hidden=8, refine_hidden=8, cgu_hidden=8))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
+    fp32 = MotionEstimator(net, precision="fp32").estimate_clip(frames)
+    bf16 = MotionEstimator(net, precision="bf16")
+    assert bf16.precision == "bf16"
+    low = bf16.estimate_clip(frames)
+    assert low.dtype == np.float32 and np.isfinite(low).all()
+    assert np.abs(low - fp32).mean() < 0.5 and not np.array_equal(low, fp32)  # bf16 really ran
+    with pytest.raises(InputError, match="precision"):
+        MotionEstimator(net, precision="half")
