@@ -7,8 +7,8 @@ Prints a Markdown table (frame pairs/s, ms/pair, ratios to TV-L1 and DIS, peak R
 1 thread and all cores) and writes the numbers as JSON. Where the CPU has native bf16, ``ours-small-bf16`` is
 the small preset under bf16 autocast (``MotionEstimator(..., precision="bf16")``). Ours runs the small and
 large presets with random weights (speed does not depend on the weight values) through
-``MotionEstimator.estimate_clip`` on clips of T=4 frames (3 pairs per forward, batch 1); each method is timed in a fresh process; each number is the best
-of ``--repeats`` passes.
+``MotionEstimator.estimate_clip`` on clips of T=4 frames (3 pairs per forward, batch 1); each method is
+timed in a fresh process; each number is the best of ``--repeats`` passes.
 """
 
 from __future__ import annotations
