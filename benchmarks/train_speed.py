@@ -3,15 +3,8 @@
     python benchmarks/train_speed.py [--steps 6] [--warmup 2] [--threads 2] [--output PATH.json]
 
 The recipe is the default model's stage-2 one (small preset, 224×320 crops, batch 4 of T=4 clips, half of
-them synthetic, an EPE term of weight 0.05 on those) on the training-side videos. Each variant times
-``--steps`` steps after ``--warmup`` (same batches for every variant), synchronously, split into data
-(decode + synthetic rendering + augmentation + collation), forward, loss, backward and optimizer; steps/s is
-one over their sum. The optimisations:
-
-- ``fast_render``: the synthetic renderer's cv2.remap sampling and edge-band anti-aliasing (same truth);
-- ``forward_only``: decode backward motion only when the occlusion test needs it (the recipe has it off);
-- ``gt_only_synthetic``: synthetic clips are scored by their ground truth only, not photometrically too;
-- ``bf16``: bf16 autocast for the network (only where the CPU has native bf16; else the row says so).
+them synthetic, an EPE term of weight 0.05 on those) on the training-side videos. The variants and phases
+are described in :mod:`scattermotion.training.speed`; bf16 is measured only where the CPU has it natively.
 """
 
 from __future__ import annotations
@@ -20,113 +13,17 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from scattermotion.benchmark import write_json
-from scattermotion.data.fetched import ensure_data, real_video
+from scattermotion.data.fetched import ensure_data
 from scattermotion.evaluate import machine_info
-from scattermotion.precision import cpu_bf16_flags, resolve_precision
-from scattermotion.training import TrainConfig
-from scattermotion.training.data import build_dataset
-from scattermotion.training.distributed import DistContext
-from scattermotion.training.objectives import training_objective
+from scattermotion.precision import cpu_bf16_flags
+from scattermotion.training.speed import OPTIMISATIONS, VIDEOS, recipe, time_variant, to_markdown
 
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "train_speed.json"
-OPTIMISATIONS = ("fast_render", "forward_only", "gt_only_synthetic", "bf16")
-PHASES = ("data", "forward", "loss", "backward", "optimizer")
-VIDEOS = ("tree", "carphone", "bikes")  # training-side footage, small enough to decode at once
-
-
-def recipe(threads: int) -> TrainConfig:
-    return TrainConfig(
-        sources=[str(real_video(name)) for name in VIDEOS],
-        crop_size=(224, 320),
-        batch_size=4,
-        clip_len=4,
-        frame_steps=(1, 2, 4, 8),
-        synthetic_ratio=0.5,
-        synthetic_max_disp=64.0,
-        supervised_weight=0.05,
-        occlusion_from_step=10**9,
-        augment=dict(scale_range=(0.7, 1.4), noise_std=0.01),
-        threads=threads,
-        num_workers=0,
-        val_sets=(),
-        val_real_clips=0,
-    )
-
-
-def time_variant(on: set[str], config: TrainConfig, run_dir: Path, steps: int, warmup: int) -> dict:
-    from scattermotion.model import MotionNet
-    from scattermotion.precision import autocast
-
-    config = config.replace(
-        self_supervised_on_synthetic="gt_only_synthetic" not in on,
-        precision="bf16" if "bf16" in on else "fp32",
-    )
-    dataset, _ = build_dataset(config, run_dir, DistContext())
-    dataset.synthetic.clips.fast = "fast_render" in on
-    torch.manual_seed(0)
-    model = MotionNet(config.motion_config()).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    device = torch.device("cpu")
-    precision = resolve_precision(config.precision, device)
-    loss_cfg = config.loss_config()
-    bidirectional = not ("forward_only" in on and not loss_cfg.occlusion)
-    times = {phase: [] for phase in PHASES}
-    for step in range(warmup + steps):
-        start = time.perf_counter()
-        indices = range(step * config.batch_size, (step + 1) * config.batch_size)
-        batch = torch.utils.data.default_collate([dataset[i] for i in indices])
-        marks = [time.perf_counter()]
-        with autocast(precision, device):
-            output = model(batch["frames"], bidirectional=bidirectional)
-        marks.append(time.perf_counter())
-        loss, _ = training_objective(
-            batch["frames"], output, batch["has_gt"], batch["flows"], loss_cfg,
-            config.supervised_weight, config.self_supervised_on_synthetic,
-        )  # fmt: skip
-        marks.append(time.perf_counter())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        marks.append(time.perf_counter())
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        marks.append(time.perf_counter())
-        if step >= warmup:
-            for phase, t0, t1 in zip(PHASES, [start, *marks[:-1]], marks, strict=True):
-                times[phase].append(t1 - t0)
-    per_phase = {phase: float(np.mean(v)) for phase, v in times.items()}
-    step_s = sum(per_phase.values())
-    return {
-        "on": sorted(on),
-        "precision": precision,
-        "bidirectional": bidirectional,
-        "ms": {k: round(v * 1000, 1) for k, v in per_phase.items()},
-        "step_s": round(step_s, 4),
-        "steps_per_s": round(1 / step_s, 4),
-        "clips_per_s": round(config.batch_size / step_s, 3),
-    }
-
-
-def to_markdown(report: dict) -> str:
-    rows = report["variants"]
-    base = rows[0]["steps_per_s"]
-    lines = [
-        "| variant | " + " | ".join(f"{p} ms" for p in PHASES) + " | steps/s | clips/s | × all off |",
-        "|---|" + "---:|" * (len(PHASES) + 3),
-    ]
-    for row in rows:
-        cells = [f"{row['ms'][p]:.0f}" for p in PHASES]
-        lines.append(
-            f"| {row['name']} | " + " | ".join(cells)
-            + f" | {row['steps_per_s']:.3f} | {row['clips_per_s']:.2f} | {row['steps_per_s'] / base:.2f} |"
-        )  # fmt: skip
-    return "\n".join(lines)
 
 
 def main() -> int:

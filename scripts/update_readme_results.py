@@ -6,7 +6,8 @@ Everything between the lines ``<!-- results:start -->`` and ``<!-- results:end -
 markers stay); the rest of the README is untouched and the file is written atomically. Sections, each only
 when its file exists: accuracy (``evaluation.json``), ablation (``ablation.json``), model speed
 (``model_speed.json``), ``scattermotion benchmark`` speed (``speed.json``), extraction speed
-(``extract_speed.json``), ONNX Runtime speed (``onnx_speed.json``) and downstream motion classification
+(``extract_speed.json``), ONNX Runtime speed (``onnx_speed.json``), training speed
+(``train_speed.json``) and downstream motion classification
 (``action.json``). ``--check`` changes nothing and
 exits 1 when the README is out of date (for CI). Missing or misplaced markers: exit 2 with one line.
 """
@@ -133,6 +134,30 @@ def render_action(report: dict[str, Any]) -> str:
     return to_markdown(report, heading=False) + f"\nCommand: `{command}`.\n"
 
 
+def render_train_speed(report: dict[str, Any]) -> str:
+    from scattermotion.training.speed import to_markdown
+
+    recipe = report.get("recipe", {})
+    crop = recipe.get("crop_size", ["?", "?"])
+    lines = [
+        _machine_line(report),
+        "",
+        to_markdown(report),
+        "",
+        f"One training step of the stage-2 recipe (small preset, {crop[1]}×{crop[0]} crops, batch "
+        f"{recipe.get('batch_size')} of T={recipe.get('clip_len')} clips, half synthetic, EPE term "
+        f"{recipe.get('supervised_weight')}), timed synchronously per phase, mean of {report.get('steps')} "
+        "steps (`python benchmarks/train_speed.py`). bf16 measured: "
+        + (
+            "yes (" + ", ".join(report.get("cpu_bf16_features", [])) + ")"
+            if report.get("bf16_measured")
+            else "no"
+        )
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("evaluation.json", "Accuracy: ours beside the classical baselines", render_evaluation),
     ("ablation.json", "Ablations", render_ablation),
@@ -140,6 +165,7 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("speed.json", "Speed (`scattermotion benchmark`)", render_speed),
     ("extract_speed.json", "Extraction speed (end to end)", render_extract_speed),
     ("onnx_speed.json", "ONNX Runtime vs PyTorch", render_onnx_speed),
+    ("train_speed.json", "Training speed", render_train_speed),
     ("action.json", "Downstream: motion classification on real footage", render_action),
 ]
 

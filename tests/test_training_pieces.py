@@ -132,3 +132,19 @@ def test_precision_auto_and_bf16_forward_keeps_fp32_motion():
     with torch.no_grad(), autocast("bf16", cpu):
         out = model(torch.rand(1, 2, 3, 64, 64))
     assert out.flows.dtype == torch.float32 and all(f.dtype == torch.float32 for f in out.coarse_flows)
+
+
+def test_train_speed_variants_time_every_phase_and_switch_what_they_say(tmp_path):
+    from scattermotion.training.speed import PHASES, time_variant, to_markdown
+
+    ensure_data()
+    config = load_config(TINY).replace(
+        sources=[str(real_video("carphone"))], synthetic_ratio=0.5, supervised_weight=0.05,
+        occlusion_from_step=10**9, num_workers=0, val_sets=[], val_real_clips=0,
+    )  # fmt: skip
+    off = time_variant(set(), config, tmp_path, steps=1, warmup=0)
+    on = time_variant({"forward_only", "fast_render"}, config, tmp_path, steps=1, warmup=0)
+    assert set(off["ms"]) == set(PHASES) and off["steps_per_s"] > 0
+    assert off["bidirectional"] and not on["bidirectional"] and on["precision"] == "fp32"
+    table = to_markdown({"variants": [{**off, "name": "all off"}, {**on, "name": "some on"}]})
+    assert "| all off |" in table and "| some on |" in table
