@@ -135,7 +135,7 @@ def test_precision_auto_and_bf16_forward_keeps_fp32_motion():
 
 
 def test_train_speed_variants_time_every_phase_and_switch_what_they_say(tmp_path):
-    from scattermotion.training.speed import PHASES, time_variant, to_markdown
+    from scattermotion.training.speed import PHASES, time_pipelined, time_variant, to_markdown
 
     ensure_data()
     config = load_config(TINY).replace(
@@ -146,5 +146,10 @@ def test_train_speed_variants_time_every_phase_and_switch_what_they_say(tmp_path
     on = time_variant({"forward_only", "fast_render"}, config, tmp_path, steps=1, warmup=0)
     assert set(off["ms"]) == set(PHASES) and off["steps_per_s"] > 0
     assert off["bidirectional"] and not on["bidirectional"] and on["precision"] == "fp32"
-    table = to_markdown({"variants": [{**off, "name": "all off"}, {**on, "name": "some on"}]})
-    assert "| all off |" in table and "| some on |" in table
+    loop = time_pipelined({"forward_only"}, config, tmp_path, steps=1, warmup=1)
+    report = {
+        "variants": [{**off, "name": "all off"}, {**on, "name": "some on"}],
+        "pipelined": {"all off": loop},
+    }
+    table = to_markdown(report)
+    assert loop > 0 and "| all off |" in table and "| some on |" in table and "real loop" in table

@@ -98,14 +98,26 @@ class TrainResult:
     train_time_s: float
 
 
-def train_step(model, optimizer, scheduler, batch, config: TrainConfig, step: int, precision: str, ctx):
-    """One optimizer step on ``batch``; returns ``(StepOutput, detached terms)``."""
+def train_step(
+    model,
+    optimizer,
+    scheduler,
+    batch,
+    config: TrainConfig,
+    step: int,
+    precision: str,
+    ctx,
+    bidirectional=None,
+) -> StepOutput:
+    """One optimizer step on ``batch``. ``bidirectional`` None: decode backward motion only when the
+    occlusion test needs it (without it, half the decoding is wasted; reversed clips come from the
+    augmentation instead); the training-speed benchmark forces it on for its "all off" row."""
     frames = batch["frames"].to(ctx.device, non_blocking=True)
     loss_cfg = config.loss_config(step)
-    # Backward motion is only needed by the occlusion test: without it, half the decoding is wasted
-    # (reversed clips come from the augmentation instead).
+    if bidirectional is None:
+        bidirectional = loss_cfg.occlusion
     with autocast(precision, ctx.device):
-        output = model(frames, bidirectional=loss_cfg.occlusion)
+        output = model(frames, bidirectional=bidirectional)
     loss, terms = training_objective(
         frames,
         output,
