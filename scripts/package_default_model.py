@@ -47,6 +47,17 @@ def read_events(run_dir: Path, up_to: int) -> tuple[float, dict[str, float]]:
     return train_time, validation
 
 
+def run_precision(run_dir: Path, configured: str) -> str:
+    """What the run computed in: the resolved precision its final card records, else the configured one."""
+    final = run_dir / "final.json"
+    if final.is_file():
+        training = json.loads(final.read_text()).get("training", {})
+        if training.get("precision"):
+            features = ", ".join(training.get("cpu_bf16_features", [])) or "none"
+            return f"{training['precision']} (configured {configured}; CPU bf16 features: {features})"
+    return configured
+
+
 def earlier_stage(init_weights: str | None) -> dict | None:
     """The training record of the weights a run started from (None for a run from scratch)."""
     if not init_weights:
@@ -79,7 +90,10 @@ def main() -> int:
         "training": {
             "data_sources": [Path(s).name for s in config.sources],
             "synthetic_ratio": config.synthetic_ratio,
+            "synthetic_kind": config.synthetic_kind,
             "supervised_weight": config.supervised_weight,
+            "self_supervised_on_synthetic": config.self_supervised_on_synthetic,
+            "precision": run_precision(args.run_dir, config.precision),
             "steps": step,
             "batch_size": config.batch_size,
             "clip_len": config.clip_len,
