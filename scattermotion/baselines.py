@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from scattermotion.errors import InputError
-
-METHODS = ("tvl1", "dis", "dis-fast", "farneback", "zero")
+from scattermotion.methods import CLASSICAL_METHODS as METHODS
+from scattermotion.methods import get_method
 
 
 def _to_gray(frame: np.ndarray) -> np.ndarray:
@@ -86,9 +86,7 @@ class ClassicalFlow:
     """One classical method; ``threads`` (None = OpenCV's default) bounds OpenCV's worker threads."""
 
     def __init__(self, method: str, threads: int | None = None):
-        if method not in METHODS:
-            raise ValueError(f"unknown flow method {method!r}; expected one of {', '.join(METHODS)}")
-        self.method = method
+        self.method = get_method(method, METHODS).name
         self.threads = threads
         self._compute = self._make(method)
 

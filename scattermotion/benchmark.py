@@ -35,12 +35,8 @@ from typing import Any
 import numpy as np
 
 from scattermotion.errors import InputError
+from scattermotion.methods import OURS, REGISTRY, SPEED, build_estimator, check_methods, method_label
 
-OURS = "ours"
-RANDOM_PRESETS = {"ours-small": "small", "ours-large": "large", "ours-small-bf16": "small"}  # speed only
-BF16_METHODS = ("ours-small-bf16",)  # bf16 autocast (only measured where the CPU has native bf16)
-CLASSICAL = ("tvl1", "dis", "dis-fast", "farneback", "zero")
-BENCHMARK_METHODS = (OURS, *RANDOM_PRESETS, *CLASSICAL)
 DEFAULT_METHODS = (OURS, "tvl1", "dis", "farneback")
 DEFAULT_SIZES = ((224, 224), (256, 340))  # H×W
 DEFAULT_THREADS = "1,all"
@@ -49,16 +45,6 @@ SLOW_PAIRS = {"tvl1": 3}  # ~1 s per pair on one core: a few pairs are enough
 SOURCE_FRAME = 100  # vtest.avi: pedestrians in view from here
 RESULT_PREFIX = "BENCHMARK-RESULT "
 ERROR_PREFIX = "BENCHMARK-ERROR "
-LABELS = {
-    "tvl1": "TV-L1",
-    "dis": "DIS-medium",
-    "dis-fast": "DIS-ultrafast",
-    "farneback": "Farneback",
-    "zero": "zero",
-    "ours-small": "ours-small (random)",
-    "ours-large": "ours-large (random)",
-    "ours-small-bf16": "ours-small bf16 (random)",
-}
 
 
 @dataclass
@@ -122,14 +108,9 @@ def parse_threads(text: str) -> list[int]:
 
 
 def parse_methods(text: str | Sequence[str]) -> list[str]:
+    """``"ours,dis"`` (or several such) as checked method names, order kept (:data:`methods.SPEED`)."""
     parts = text.split(",") if isinstance(text, str) else [p for t in text for p in t.split(",")]
-    methods = list(dict.fromkeys(p.strip() for p in parts if p.strip()))
-    for method in methods:
-        if method not in BENCHMARK_METHODS:
-            raise InputError(None, f"unknown method {method!r}; choose from {', '.join(BENCHMARK_METHODS)}")
-    if not methods:
-        raise InputError(None, "no method given")
-    return methods
+    return check_methods((p.strip() for p in parts if p.strip()), SPEED)
 
 
 # ---- frames ----------------------------------------------------------------------------------------------
@@ -204,7 +185,7 @@ def _set_threads(threads: int, with_torch: bool) -> None:
 def _make_pass(task: SpeedTask, frames: list[np.ndarray]) -> tuple[Callable[[], None], dict[str, Any]]:
     """The function one timed pass calls, and facts about the method (config, clip length)."""
     pairs = task.pairs_per_pass()
-    if task.method in CLASSICAL:
+    if not REGISTRY[task.method].needs_torch:  # OpenCV straight away: this process never imports torch
         from scattermotion.baselines import ClassicalFlow
 
         flow = ClassicalFlow(task.method)
@@ -218,19 +199,7 @@ def _make_pass(task: SpeedTask, frames: list[np.ndarray]) -> tuple[Callable[[], 
 
         return run_classical, {}
 
-    import torch
-
-    from scattermotion.estimator import MotionEstimator
-
-    if task.method in RANDOM_PRESETS:
-        from scattermotion.model import build_motion_net
-
-        torch.manual_seed(0)
-        precision = "bf16" if task.method in BF16_METHODS else "fp32"
-        net = build_motion_net(RANDOM_PRESETS[task.method])
-        estimator = MotionEstimator(net, device=task.device, precision=precision)
-    else:
-        estimator = MotionEstimator.from_pretrained(task.weights, device=task.device)
+    estimator = build_estimator(task.method, task.weights, device=task.device, allowed=SPEED)
     if len(frames) < pairs + 1:
         raise ValueError(f"need {pairs + 1} frames for {pairs} pairs, got {len(frames)}")
     clip = frames[: pairs + 1]
@@ -244,7 +213,7 @@ def _make_pass(task: SpeedTask, frames: list[np.ndarray]) -> tuple[Callable[[], 
 
 def measure(task: SpeedTask, frames: Sequence[np.ndarray]) -> dict[str, Any]:
     """Time ``task`` on ``frames`` (already at the task's size) in this process; see the module docstring."""
-    uses_torch = task.method not in CLASSICAL
+    uses_torch = REGISTRY[task.method].needs_torch
     _set_threads(task.threads, uses_torch)
     frames = list(frames)
     cuda = uses_torch and task.device.startswith("cuda")
@@ -264,7 +233,7 @@ def measure(task: SpeedTask, frames: Sequence[np.ndarray]) -> dict[str, Any]:
     peak = peak_rss_mb()
     row: dict[str, Any] = {
         "method": task.method,
-        "label": task.label or LABELS.get(task.method, task.method),
+        "label": task.label or method_label(task.method),
         "height": task.height,
         "width": task.width,
         "threads": task.threads,
@@ -322,20 +291,14 @@ def measure_isolated(task: SpeedTask, frames_path: str | os.PathLike, timeout: f
 
 
 def resolve_ours(method: str, weights: str | os.PathLike | None) -> tuple[str, str | None, str]:
-    """(method, weights, label) for ours: explicit weights, else the packaged model, else the small preset
-    with random weights (speed does not depend on the weight values; the label says so)."""
+    """(method, weights, label): ours times ``weights`` or the packaged default model."""
     from scattermotion.estimator import DEFAULT_WEIGHTS
 
     if method != OURS:
-        return method, None, LABELS.get(method, method)
-    if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise InputError(path, "weights file not found")
-        return OURS, str(path), f"ours ({path.name})"
-    if DEFAULT_WEIGHTS.is_file():
-        return OURS, str(DEFAULT_WEIGHTS), "ours (default model)"
-    return "ours-small", None, "ours-small (random weights: no default model yet)"
+        return method, None, method_label(method)
+    if weights is not None and not Path(weights).is_file():
+        raise InputError(weights, "weights file not found")
+    return OURS, str(weights or DEFAULT_WEIGHTS), method_label(OURS, weights)
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -415,7 +378,7 @@ def run_benchmark(
                         width=width,
                         threads=count,
                         weights=method_weights,
-                        device=device if method not in CLASSICAL else "cpu",
+                        device=device if REGISTRY[method].needs_torch else "cpu",
                         repeats=repeats,
                         pairs=pairs,
                         label=label,
@@ -497,15 +460,6 @@ def to_markdown(report: dict[str, Any]) -> str:
         + "."
     )
     return "\n".join(lines) + "\n"
-
-
-def write_json(report: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``report`` atomically (folders created)."""
-    from scattermotion.io.atomic import write_bytes_atomic
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, (json.dumps(report, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":  # a measuring process started by measure_isolated

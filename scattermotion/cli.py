@@ -9,6 +9,7 @@ import typer
 
 from scattermotion.action.cli import action_app
 from scattermotion.errors import InputError
+from scattermotion.methods import SCORED, SPEED, methods_help
 
 app = typer.Typer(
     help="Self-supervised dense motion from video: estimate, extract, train, evaluate.",
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+METHOD_HELP = methods_help(SCORED, ".")
 MIN_SIDE_HELP = "ours: run the network on frames scaled up to this short side (small frames, e.g. 224)."
 
 
@@ -51,7 +53,7 @@ def flow(
     image2: Path = typer.Argument(..., help="Second image, same size."),
     output: Path = typer.Option(..., "--output", "-o", help="Motion file: .flo, .png (KITTI) or .npy."),
     viz: Path | None = typer.Option(None, "--viz", help="Also write a colour-coded PNG here."),
-    method: str = typer.Option("ours", "--method", help="ours | tvl1 | dis | dis-fast | farneback | zero."),
+    method: str = typer.Option("ours", "--method", help=METHOD_HELP),
     weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ours only)."),
     fp16: bool = typer.Option(False, "--fp16", help="Half precision (CUDA autocast; ours only)."),
@@ -85,7 +87,7 @@ def extract(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<class>/<video>/flow_..."),
     fmt: str = typer.Option("jpg", "--format", help="jpg (flow_x/flow_y, TSN) | flo | kitti | npy | viz."),
-    method: str = typer.Option("ours", "--method", help="ours | tvl1 | dis | dis-fast | farneback | zero."),
+    method: str = typer.Option("ours", "--method", help=METHOD_HELP),
     weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
     bound: float = typer.Option(20.0, "--bound", help="jpg: clip at ±bound px; viz: saturation radius."),
     resize: str | None = typer.Option(None, "--resize", help="Resize frames to WxH, e.g. 340x256."),
@@ -223,7 +225,7 @@ def evaluate(
         "folder. Repeat or comma-separate.",
     ),
     method: list[str] = typer.Option(
-        ["ours"], "--method", "-m", help="ours | tvl1 | dis | dis-fast | farneback | zero; several allowed."
+        ["ours"], "--method", "-m", help=methods_help(SCORED, "; several allowed.")
     ),
     weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full results (per pair too) here."),
@@ -271,11 +273,9 @@ def benchmark(
     methods: str = typer.Option(
         "ours,tvl1,dis,farneback",
         "--methods",
-        help="ours | ours-small | ours-large (random weights) | tvl1 | dis | dis-fast | farneback | zero.",
+        help=methods_help(SPEED, " (ours-small, ours-large: random weights, speed only)."),
     ),
-    weights: Path | None = typer.Option(
-        None, "--weights", help="Weights for ours (default: packaged; none shipped: small preset, random)."
-    ),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here (atomically)."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed passes per entry; the best is kept."),
     pairs: int | None = typer.Option(None, "--pairs", min=1, help="Pairs per pass (default 12; TV-L1 3)."),
@@ -292,12 +292,10 @@ def benchmark(
         parse_threads,
         run_benchmark,
         to_markdown,
-        write_json,
     )
+    from scattermotion.io.atomic import check_output_file, write_json_atomic
 
     if json_out is not None:
-        from scattermotion.io.atomic import check_output_file
-
         check_output_file(json_out, make_parents=True)
     report = run_benchmark(
         parse_methods(methods),
@@ -311,7 +309,7 @@ def benchmark(
         progress=None if quiet else (lambda line: typer.echo(line, err=True)),
     )
     if json_out is not None:
-        write_json(report, json_out)
+        write_json_atomic(json_out, report, make_parents=True)
     typer.echo(to_markdown(report))
 
 
@@ -328,9 +326,7 @@ def report(
         "ground-truth set (motorcycle, aloe, graf, synthetic-smooth, synthetic-sprites).",
     ),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for index.html and assets/."),
-    methods: list[str] = typer.Option(
-        ["ours,tvl1,dis"], "--methods", "-m", help="ours | tvl1 | dis | dis-fast | farneback | zero."
-    ),
+    methods: list[str] = typer.Option(["ours,tvl1,dis"], "--methods", "-m", help=METHOD_HELP),
     weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
     pairs: int = typer.Option(8, "--pairs", min=1, help="Frame pairs per video (samples per set)."),
     start: int = typer.Option(0, "--start", min=0, help="First frame of each video."),
@@ -426,7 +422,7 @@ def demo(
     frames: int = typer.Option(40, help="How many frames of the clip to use."),
     short_side: int = typer.Option(288, help="Resize so the short side has this many pixels."),
     method: str = typer.Option(
-        "auto", help="auto (default model if shipped, else DIS), ours, dis, tvl1, ..."
+        "auto", help=methods_help(("auto", *SCORED), " (auto: ours, the default model).")
     ),
 ) -> None:
     """Estimate motion on a short real clip and write a colour-coded MP4 and PNG strip."""

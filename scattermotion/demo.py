@@ -1,7 +1,7 @@
 """``scattermotion demo``: estimate motion on a short real clip and write a colour-coded MP4 and a PNG strip.
 
 Runs offline right after set-up: the clip comes from the fetched real data (``scripts/fetch_data.sh``).
-Uses the packaged default model when it is shipped, otherwise OpenCV DIS, and says which in its output.
+Uses the packaged default model unless ``method`` names another, and says which in its output.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import numpy as np
 
 from scattermotion.data import fetched
 from scattermotion.data.video import open_video
-from scattermotion.estimator import DEFAULT_WEIGHTS
 from scattermotion.io.video_writer import Mp4Writer, side_by_side
 from scattermotion.io.visualize import (
     color_wheel_legend,
@@ -23,6 +22,7 @@ from scattermotion.io.visualize import (
     sequence_max_flow,
     write_png,
 )
+from scattermotion.methods import OURS, get_method, method_label
 
 
 @dataclass
@@ -34,17 +34,6 @@ class DemoResult:
     pairs_per_second: float
 
 
-def _pick_method(method: str) -> tuple[str, str]:
-    """Return (method key, human label)."""
-    if method == "auto":
-        method = "ours" if DEFAULT_WEIGHTS.exists() else "dis"
-    labels = {
-        "ours": "scattermotion default model",
-        "dis": "OpenCV DIS (medium preset) - the default model is not shipped yet",
-    }
-    return method, labels.get(method, method)
-
-
 def run_demo(
     out_dir: Path = Path("demo_out"),
     source: Path | None = None,
@@ -54,7 +43,7 @@ def run_demo(
 ) -> DemoResult:
     from scattermotion.estimator import get_estimator
 
-    method, label = _pick_method(method)
+    method = get_method(OURS if method == "auto" else method).name  # auto: the packaged default model
     source = source or fetched.real_video("vtest")
     clip = open_video(source, short_side=short_side).read_all(max_frames=frames)
     estimator = get_estimator(method)
@@ -81,4 +70,4 @@ def run_demo(
     )
     strip_path = out_dir / "demo_strip.png"
     write_png(strip_path, strip)
-    return DemoResult(f"{method} ({label})", video_path, strip_path, len(flows), len(flows) / elapsed)
+    return DemoResult(method_label(method), video_path, strip_path, len(flows), len(flows) / elapsed)

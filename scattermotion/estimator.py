@@ -37,13 +37,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from scattermotion.baselines import METHODS as BASELINE_METHODS
 from scattermotion.errors import InputError
+from scattermotion.methods import OURS
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.safetensors"
-OURS = "ours"
-CLASSICAL_METHODS = BASELINE_METHODS  # "tvl1", "dis", "dis-fast", "farneback", "zero"
-METHODS = (OURS, *CLASSICAL_METHODS)
 
 
 class FlowEstimator(Protocol):
@@ -188,15 +185,7 @@ class MotionEstimator:
         """Load safetensors weights (``path``; None = the default model shipped in the package)."""
         from scattermotion.model import load_weights
 
-        if path is None:
-            if not DEFAULT_WEIGHTS.is_file():
-                raise InputError(
-                    DEFAULT_WEIGHTS,
-                    "the default model is not shipped yet; pass a weights file "
-                    "(MotionEstimator.from_pretrained('run/ckpt.safetensors') or --weights PATH)",
-                )
-            path = DEFAULT_WEIGHTS
-        path = Path(path)
+        path = Path(path) if path is not None else DEFAULT_WEIGHTS
         if not path.is_file():
             raise InputError(
                 path, "weights file not found" if not path.exists() else "weights path is not a file"
@@ -345,21 +334,12 @@ def get_estimator(
     batch_size: int | None = None,
     min_side: int | None = None,
 ) -> FlowEstimator:
-    """``"ours"`` (``weights`` or the packaged default) or a classical method: ``"tvl1"``, ``"dis"``,
-    ``"dis-fast"``, ``"farneback"``, ``"zero"``. Classical methods run on the CPU only."""
-    if method == OURS:
-        return MotionEstimator.from_pretrained(
-            weights, device=device, fp16=fp16, batch_size=batch_size, min_side=min_side
-        )
-    if method not in CLASSICAL_METHODS:
-        raise InputError(None, f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if weights is not None:
-        raise InputError(weights, f"weights apply to --method {OURS} only, not {method}")
-    if min_side is not None:
-        raise InputError(None, f"min_side applies to --method {OURS} only, not {method}")
-    if fp16 or resolve_device(device).type != "cpu":
-        raise InputError(None, f"{method} is an OpenCV CPU method: drop --device cuda / --fp16")
-    return ClassicalEstimator(method)
+    """``"ours"`` (``weights`` or the packaged default) or a classical method of
+    :data:`scattermotion.methods.REGISTRY`; classical methods run on the CPU only. The public name of
+    :func:`scattermotion.methods.build_estimator`."""
+    from scattermotion.methods import build_estimator
+
+    return build_estimator(method, weights, device, fp16=fp16, batch_size=batch_size, min_side=min_side)
 
 
 def estimate_image_files(
@@ -372,14 +352,8 @@ def estimate_image_files(
     min_side: int | None = None,
 ) -> np.ndarray:
     """Motion between two image files (``scattermotion flow``); :class:`InputError` names a bad file."""
-    from scattermotion.data.video import read_image
+    from scattermotion.clipsets import read_image_pair
 
-    first, second = read_image(image1), read_image(image2)
-    if first.shape != second.shape:
-        raise InputError(
-            image2,
-            f"size {second.shape[1]}x{second.shape[0]} differs from {image1} "
-            f"({first.shape[1]}x{first.shape[0]})",
-        )
+    first, second = read_image_pair(image1, image2)
     estimator = get_estimator(method, weights, device=device, fp16=fp16, min_side=min_side)
     return estimator.estimate(first, second)

@@ -62,7 +62,7 @@ from scattermotion.inputs import (
     shard_from_env,
     shard_items,
 )
-from scattermotion.io.atomic import write_bytes_atomic
+from scattermotion.io.atomic import write_json_atomic
 
 FORMATS = ("jpg", "flo", "kitti", "npy", "viz")
 DONE_MARKER = ".done"
@@ -293,7 +293,7 @@ def write_done(folder: Path, settings: dict, result: ItemResult, fingerprint: di
         "files": result.files,
         "seconds": round(result.seconds, 3),
     }
-    write_bytes_atomic(folder / DONE_MARKER, (json.dumps(marker, indent=1) + "\n").encode())
+    write_json_atomic(folder / DONE_MARKER, marker)
 
 
 # ---- one item --------------------------------------------------------------------------------------------

@@ -309,7 +309,7 @@ def test_ours_without_weights_is_a_clear_error(tmp_path, monkeypatch):
     import scattermotion.estimator as estimator
 
     monkeypatch.setattr(estimator, "DEFAULT_WEIGHTS", tmp_path / "none.safetensors")
-    with pytest.raises(InputError, match="default model is not shipped yet"):
+    with pytest.raises(InputError, match="weights file not found"):
         cache_key(parse_source("ours"))
     with pytest.raises(InputError, match="weights file not found"):
         cache_key(parse_source("ours", weights=tmp_path / "missing.safetensors"))

@@ -53,7 +53,7 @@ def test_dis_beats_zero_flow_on_synthetic_smooth_motion():
 
 
 def test_bad_method_and_bad_frames():
-    with pytest.raises(ValueError, match="tvl1, dis, dis-fast, farneback, zero"):
+    with pytest.raises(InputError, match="tvl1, dis, dis-fast, farneback, zero"):
         ClassicalFlow("raft")
     estimator = ClassicalFlow("dis")
     with pytest.raises(InputError, match="differ in size"):

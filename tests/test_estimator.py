@@ -60,7 +60,7 @@ def _model_on_window(est: MotionEstimator, frames: list[np.ndarray]) -> np.ndarr
 
 def test_default_weights_missing_gives_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(estimator_module, "DEFAULT_WEIGHTS", tmp_path / "default.safetensors")
-    with pytest.raises(InputError, match="not shipped yet"):
+    with pytest.raises(InputError, match="default.safetensors: weights file not found"):
         MotionEstimator.from_pretrained()
     with pytest.raises(InputError, match="not found"):
         MotionEstimator.from_pretrained(tmp_path / "nope.safetensors")

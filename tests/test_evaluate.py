@@ -20,22 +20,13 @@ from typer.testing import CliRunner
 
 from scattermotion import cli
 from scattermotion.cli import app
+from scattermotion.clipsets import Clip, ClipSet, detect_layout, resolve_set, spread_indices
 from scattermotion.data.flowsets import FlowSample
 from scattermotion.data.synthetic import SyntheticClips
 from scattermotion.errors import InputError
-from scattermotion.evaluate import (
-    EvalSet,
-    build_estimators,
-    detect_layout,
-    evaluate_set,
-    resolve_set,
-    run_evaluation,
-    split_list,
-    spread_indices,
-    to_markdown,
-    write_report,
-)
+from scattermotion.evaluate import evaluate_set, run_evaluation, split_list, to_markdown, write_report
 from scattermotion.io import write_flo, write_kitti
+from scattermotion.methods import build_estimators
 
 SHIFT = (3, 2)  # (u, v) px
 HEIGHT, WIDTH = 64, 96
@@ -140,7 +131,7 @@ def test_every_standard_layout_is_detected_and_scored(tmp_path, layout):
 def test_limit_spreads_the_kept_samples(tmp_path):
     root = make_layout(tmp_path / "mb", "middlebury", count=5)
     eval_set = resolve_set(str(root), limit=2)
-    assert [s.name for s in eval_set.samples] == ["Seq0", "Seq4"]
+    assert [c.name for c in eval_set.clips] == ["Seq0", "Seq4"]
     assert spread_indices(10, 3) == [0, 4, 9] or spread_indices(10, 3) == [0, 5, 9]
     assert spread_indices(3, None) == [0, 1, 2] and spread_indices(3, 10) == [0, 1, 2]
 
@@ -153,7 +144,7 @@ def test_tiny_synthetic_set_with_ours_and_baselines(tmp_path):
     samples = [
         FlowSample(f"s{i}", c.frames[0], c.frames[1], c.flows[0], c.occluded[0]) for i, c in enumerate(clips)
     ]
-    eval_set = EvalSet("tiny-sprites", "flow", "test", samples=samples)
+    eval_set = ClipSet("tiny-sprites", "test", [Clip.from_sample(s) for s in samples], has_ground_truth=True)
     weights = tiny_weights(tmp_path / "tiny.safetensors")
     estimators = build_estimators(["ours", "zero", "dis"], weights=weights)
     info, results = evaluate_set(eval_set, estimators)
@@ -265,7 +256,7 @@ def test_split_list_keeps_order_and_paths(tmp_path):
 def test_real_video_by_name_is_bounded_and_cut_aware():
     eval_set = resolve_set("bikes", limit=40)  # bikes.mp4 has a scene cut at frame 30
     assert eval_set.kind == "reconstruction"
-    assert [len(s.frames) for s in eval_set.sequences] == [30, 11]
+    assert [len(c.frames) for c in eval_set.clips] == [30, 11]
     assert eval_set.pair_count == 39 and "30" in eval_set.notes[0]
 
 

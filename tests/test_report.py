@@ -25,18 +25,18 @@ from tiny_models import save_tiny_weights
 from typer.testing import CliRunner
 
 from scattermotion import cli
+from scattermotion import estimator as estimator_module
 from scattermotion.cli import app
+from scattermotion.clipsets import resize_flow, resolve_set
 from scattermotion.data import fetched
 from scattermotion.errors import InputError
 from scattermotion.estimator import get_estimator
 from scattermotion.evaluate import run_evaluation, write_report
 from scattermotion.io.visualize import sequence_max_flow
 from scattermotion.report import ReportOptions, build_report
-from scattermotion.report import analysis as report_analysis
 from scattermotion.report.analysis import MethodResult, analyse_input, colour_radius, prepare_methods
 from scattermotion.report.confidence import estimate_with_confidence
 from scattermotion.report.images import reconstruction_error
-from scattermotion.report.sources import load_input, resize_flow
 
 MAX_SIDE = 96
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking")
@@ -198,7 +198,7 @@ def test_bad_input_names_the_file(tmp_path, image_pair, tiny_weights, problem):
 
 def test_confidence_comes_from_the_same_pass_as_the_motion(tiny_weights):
     estimator = get_estimator("ours", tiny_weights)
-    frames = load_input("tree", pairs=4, max_side=64).clips[0]  # 5 frames: two windows of 3 (clip_len)
+    frames = resolve_set("tree", limit=4, max_side=64).clips[0].frames  # 5 frames: 2 windows of 3
     flows, confidence = estimate_with_confidence(estimator, frames)
     np.testing.assert_array_equal(flows, estimator.estimate_clip(frames))
     assert confidence.shape == flows.shape[:3]
@@ -206,9 +206,8 @@ def test_confidence_comes_from_the_same_pass_as_the_motion(tiny_weights):
 
 
 def test_ground_truth_scores_and_reconstruction_on_real_pairs():
-    methods, notes = prepare_methods(["dis", "zero"])
-    assert not notes
-    motorcycle = analyse_input(load_input("motorcycle", max_side=MAX_SIDE), methods)
+    methods = prepare_methods(["dis", "zero"])
+    motorcycle = analyse_input(resolve_set("motorcycle", max_side=MAX_SIDE), methods)
     dis, zero = motorcycle.results
     truth = motorcycle.input.ground_truth
     # Zero motion's EPE is the mean ground-truth length; DIS finds most of the (stereo) motion.
@@ -218,14 +217,14 @@ def test_ground_truth_scores_and_reconstruction_on_real_pairs():
     assert motorcycle.max_flow == pytest.approx(sequence_max_flow(truth))  # the colours follow the truth
     # Without ground truth: warping with DIS's motion reconstructs the next frame of a camera pan far
     # better than no motion does.
-    bikes = analyse_input(load_input("bikes", pairs=3, max_side=MAX_SIDE), methods)
+    bikes = analyse_input(resolve_set("bikes", limit=3, max_side=MAX_SIDE), methods)
     assert len(bikes.pairs) == 3 and bikes.input.ground_truth is None
     assert bikes.results[0].summary()["psnr"] > bikes.no_motion["psnr"] + 5.0
 
 
 def test_video_input_is_split_at_scene_cuts():
-    report_input = load_input("bikes", pairs=4, start=28, max_side=64)  # bikes.mp4 cuts at frame 30
-    assert [len(clip) for clip in report_input.clips] == [2, 3]
+    report_input = resolve_set("bikes", limit=4, start=28, max_side=64)  # bikes.mp4 cuts at frame 30
+    assert [len(clip.frames) for clip in report_input.clips] == [2, 3]
     assert report_input.pair_count == 3 and "30" in report_input.notes[0]
     assert max(report_input.size) == 64
 
@@ -236,13 +235,13 @@ def test_frame_folder_and_image_pair_inputs(tmp_path, image_pair):
     base = cv2.imread(str(image_pair[0]))
     for i in range(3):
         cv2.imwrite(str(folder / f"img_{i}.png"), base[10 + i : 90 + i, 20:140])
-    frames = load_input(str(folder), max_side=MAX_SIDE)
-    assert frames.name == "frames" and [len(c) for c in frames.clips] == [3]
+    frames = resolve_set(str(folder), max_side=MAX_SIDE)
+    assert frames.name == "frames" and [len(c.frames) for c in frames.clips] == [3]
     assert frames.size == (96, 64)  # 120x80 shrunk to a long side of 96
-    pair = load_input(f"{image_pair[0]},{image_pair[1]}", max_side=MAX_SIDE)
+    pair = resolve_set(f"{image_pair[0]},{image_pair[1]}", max_side=MAX_SIDE)
     assert pair.pair_count == 1 and pair.name == "RubberWhale/frame10 → frame11"
     with pytest.raises(InputError, match="two image files"):
-        load_input(f"{image_pair[0]},{image_pair[1]},{image_pair[1]}")
+        resolve_set(f"{image_pair[0]},{image_pair[1]},{image_pair[1]}")
 
 
 def test_colour_radius_is_shared_and_robust_to_one_wild_method():
@@ -280,13 +279,11 @@ def test_resize_flow_rescales_vectors_and_keeps_unknown_apart():
     np.testing.assert_allclose(small[:, 5:], np.broadcast_to([2.0, -1.0], (30, 45, 2)), rtol=1e-6)
 
 
-def test_ours_without_any_model_is_left_out_with_a_note(tmp_path, monkeypatch):
-    monkeypatch.setattr(report_analysis, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
-    methods, notes = prepare_methods(["ours", "dis"])
-    assert [m.name for m in methods] == ["dis"]
-    assert len(notes) == 1 and "--weights" in notes[0]
-    with pytest.raises(InputError):
-        prepare_methods(["ours"])
+def test_a_missing_default_model_is_an_error_naming_it(tmp_path, monkeypatch):
+    """The model ships with the package, so ours is never silently left out: a broken install says so."""
+    monkeypatch.setattr(estimator_module, "DEFAULT_WEIGHTS", tmp_path / "absent.safetensors")
+    with pytest.raises(InputError, match="absent.safetensors: weights file not found"):
+        prepare_methods(["ours", "dis"])
 
 
 # ---- end to end in a real browser -------------------------------------------------------------------------

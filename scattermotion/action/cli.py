@@ -6,12 +6,13 @@ the commands, so ``scattermotion --help`` stays fast.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from scattermotion.errors import InputError
+from scattermotion.io.atomic import write_json_atomic
+from scattermotion.methods import MOTION_SOURCES, methods_help
 
 action_app = typer.Typer(
     help="Downstream action recognition with the motion stream: make-bench | train | eval.",
@@ -25,9 +26,10 @@ _DATA_HELP = (
     "(denseflow frame/flow folders) or class folders of videos; the generated benchmark is UCF101-like."
 )
 _LAYOUT_HELP = "auto | ucf101 | hmdb51 | kinetics | rawframes | folders."
-_SOURCE_HELP = (
-    "ours | tvl1 | dis | dis-fast | farneback | rgbdiff | rgb | precomputed[:DIR] (denseflow flow_x/flow_y "
-    "folders; without DIR the videos' own rawframes folders)."
+_SOURCE_HELP = methods_help(
+    MOTION_SOURCES,
+    " | rgbdiff | rgb | precomputed[:DIR] (denseflow flow_x/flow_y folders; without DIR the videos' own "
+    "rawframes folders).",
 )
 
 
@@ -243,7 +245,6 @@ def evaluate(
 
     from scattermotion.action.engine import accuracy, fuse, load_action_model, mean_class_accuracy, predict
     from scattermotion.action.sources import parse_source
-    from scattermotion.io.atomic import write_bytes_atomic
 
     if json_out is not None:
         from scattermotion.io.atomic import check_output_file
@@ -283,4 +284,4 @@ def evaluate(
             f"(weights {', '.join(f'{w:g}' for w in weights)})"
         )
     if json_out is not None:
-        write_bytes_atomic(json_out, (json.dumps(results, indent=2) + "\n").encode())
+        write_json_atomic(json_out, results, indent=2)

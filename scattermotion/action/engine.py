@@ -33,7 +33,7 @@ from scattermotion.action.loader import SnippetDataset, collate_snippets
 from scattermotion.action.model import TSN, ClassifierConfig, EndToEndClassifier
 from scattermotion.action.sources import ExtractionStats, MapSource, SourceSpec, make_source
 from scattermotion.errors import InputError
-from scattermotion.io.atomic import atomic_output
+from scattermotion.io.atomic import atomic_output, write_json_atomic
 
 FORMAT = "scattermotion-action-1"
 DEFAULT_FUSION_WEIGHT = 1.5  # motion : RGB = 1.5 : 1, as TSN fuses its flow and RGB streams
@@ -308,8 +308,7 @@ def save_action_model(model: ActionModel, path: str | os.PathLike, card: dict | 
     with atomic_output(path) as temp:
         save_file(tensors, str(temp), metadata=model.metadata())
     if card is not None:
-        with atomic_output(path.with_suffix(".json")) as temp:
-            temp.write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
+        write_json_atomic(path.with_suffix(".json"), card, indent=2, sort_keys=True, default=str)
     return path
 
 

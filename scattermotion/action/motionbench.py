@@ -48,6 +48,7 @@ import numpy as np
 
 from scattermotion.data.fetched import EVALUATION_ONLY, ensure_data, frame_pairs, real_video
 from scattermotion.errors import InputError
+from scattermotion.io.atomic import write_json_atomic
 
 CLASSES = (
     "static", "pan-left", "pan-right", "pan-up", "pan-down", "zoom-in", "zoom-out", "rotate-cw", "rotate-ccw",
@@ -451,7 +452,7 @@ def make_motion_bench(
     start = time.perf_counter()
     try:
         manifest = _build(temp, settings, root, progress)
-        (temp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")  # written last: marks it complete
+        write_json_atomic(temp / MANIFEST, manifest)  # written last: marks it complete
         os.rename(temp, out)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)

@@ -37,7 +37,7 @@ from scattermotion.action.datasets import VideoRecord
 from scattermotion.data.video import open_video, read_image, resize_frame
 from scattermotion.errors import InputError
 from scattermotion.inputs import FrameFolderSource
-from scattermotion.io.atomic import write_bytes_atomic
+from scattermotion.io.atomic import write_json_atomic
 from scattermotion.io.flow_jpeg import (
     DEFAULT_BOUND,
     X_NAME,
@@ -46,10 +46,10 @@ from scattermotion.io.flow_jpeg import (
     uint8_to_flow,
     write_flow_jpeg,
 )
+from scattermotion.methods import MOTION_SOURCES
 
-MOTION_METHODS = ("ours", "tvl1", "dis", "dis-fast", "farneback")
 PRECOMPUTED = "precomputed"
-SOURCE_KINDS = (*MOTION_METHODS, PRECOMPUTED, "rgbdiff", "rgb")
+SOURCE_KINDS = (*MOTION_SOURCES, PRECOMPUTED, "rgbdiff", "rgb")
 DONE_MARKER = ".done"
 DEFAULT_MOTION_LENGTH = 5  # maps per snippet: 5 flow maps -> 10 channels (TSN)
 FRAME_CACHE_BYTES = 512 * 2**20  # decoded short videos kept in memory per reader
@@ -82,7 +82,7 @@ class SourceSpec:
 
     @property
     def is_motion(self) -> bool:
-        return self.kind in (*MOTION_METHODS, PRECOMPUTED)
+        return self.kind in (*MOTION_SOURCES, PRECOMPUTED)
 
     @property
     def channels(self) -> int:
@@ -461,7 +461,7 @@ class EstimatedFlowSource(FlowFolderSource):
             "size": [frames[0].shape[1], frames[0].shape[0]],
             "source": self.spec.to_dict(),
         }
-        write_bytes_atomic(folder / DONE_MARKER, (json.dumps(marker, indent=1) + "\n").encode())
+        write_json_atomic(folder / DONE_MARKER, marker)
         self._counts[record.name] = len(flows)
         return marker
 
@@ -495,12 +495,7 @@ def cache_key(spec: SourceSpec) -> str:
 
         weights = spec.weights or DEFAULT_WEIGHTS
         if not Path(weights).is_file():
-            raise InputError(
-                weights,
-                "weights file not found"
-                if spec.weights
-                else "the default model is not shipped yet; pass a weights file (--weights PATH)",
-            )
+            raise InputError(weights, "weights file not found")
         parts.append(weights_digest(weights))
     parts.append(f"s{spec.short_side}" if spec.short_side else "native")
     if spec.min_side:

@@ -44,7 +44,7 @@ from scattermotion.augment import AugmentConfig, augment_clip
 from scattermotion.data.scenecut import detect_scene_cuts, sample_clip_starts, shots
 from scattermotion.errors import InputError
 from scattermotion.inputs import FrameFolderSource, InputItem, expand_inputs, open_source
-from scattermotion.io.atomic import write_bytes_atomic
+from scattermotion.io.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,8 @@ def scan_videos(
         cuts = record["cuts"] if detect_cuts else []
         entries.append(VideoEntry(item, count, tuple(int(c) for c in cuts), source.height, source.width))
     if cache_path is not None and changed:
-        text = json.dumps({"version": CUT_CACHE_VERSION, "videos": cache}, indent=1, sort_keys=True)
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(cache_path, text.encode())
+        cached = {"version": CUT_CACHE_VERSION, "videos": cache}
+        write_json_atomic(cache_path, cached, sort_keys=True, make_parents=True)
     return entries
 
 

@@ -5,11 +5,14 @@ A reader never sees a half-written file, and a crash or exception leaves the old
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from scattermotion.errors import InputError
 
@@ -88,3 +91,38 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_output(path) as temp:
         temp.write_bytes(data)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON data: NaN and infinities become None (JSON has no NaN; ``json.dumps`` would
+    write a ``NaN`` token other readers reject), NumPy scalars and arrays become numbers and lists, tuples
+    become lists."""
+    if hasattr(value, "tolist") and not isinstance(value, str | bytes):  # NumPy scalars and arrays
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(
+    path: str | os.PathLike,
+    value: Any,
+    indent: int | None = 1,
+    sort_keys: bool = False,
+    make_parents: bool = False,
+    default: Any = None,
+) -> None:
+    """Write ``value`` as JSON to ``path`` atomically (never a partial file), NaN and infinities as null.
+
+    The text is built before anything is written, so a value JSON cannot hold (and ``default`` does not turn
+    into something it can) raises ``TypeError`` with nothing left behind. ``make_parents`` creates the
+    folder first."""
+    text = json.dumps(json_safe(value), indent=indent, sort_keys=sort_keys, allow_nan=False, default=default)
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, (text + "\n").encode())

@@ -6,7 +6,6 @@ metrics) is written beside it as ``<name>.json``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from scattermotion.errors import InputError
-from scattermotion.io.atomic import atomic_output
+from scattermotion.io.atomic import atomic_output, write_json_atomic
 from scattermotion.model.config import MotionConfig
 from scattermotion.model.network import MotionNet
 
@@ -49,8 +48,7 @@ def save_weights(model: MotionNet, path: str | Path, card: dict[str, Any] | None
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     if card is not None:
         card = {"config": model.config.to_dict(), **card}
-        text = json.dumps(card, indent=2, sort_keys=True, default=str) + "\n"
-        _atomic_write(card_path(path), lambda tmp: Path(tmp).write_text(text))
+        write_json_atomic(card_path(path), card, indent=2, sort_keys=True, default=str)
     return path
 
 

@@ -1,6 +1,6 @@
 """``scattermotion report``: one HTML page (no network) comparing our motion with TV-L1 and DIS per input.
 
-Modules, one job each: :mod:`~scattermotion.report.sources` (INPUT → frames and ground truth),
+Modules, one job each (INPUT → frames and ground truth: :mod:`scattermotion.clipsets`),
 :mod:`~scattermotion.report.analysis` (run and score the methods), :mod:`~scattermotion.report.confidence`
 (our network's confidence beside its motion), :mod:`~scattermotion.report.images` (error and confidence
 pictures), :mod:`~scattermotion.report.tables` and :mod:`~scattermotion.report.harness` (score tables,

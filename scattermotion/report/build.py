@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scattermotion.clipsets import resolve_set
 from scattermotion.errors import InputError
 from scattermotion.io.atomic import write_bytes_atomic
 from scattermotion.io.video_writer import Mp4Writer
@@ -46,7 +47,6 @@ from scattermotion.report.images import (
     reconstruction_error,
 )
 from scattermotion.report.page import Clip, Figure, FigureRow, Page, Section, render_page
-from scattermotion.report.sources import ReportInput, load_input
 from scattermotion.report.tables import input_plot, input_table
 
 log = logging.getLogger(__name__)
@@ -137,16 +137,17 @@ def _write_clip(analysis: InputAnalysis, assets: _Assets) -> Clip:
     grids: list[np.ndarray] = []
     pair = 0
     for clip in report_input.clips:
-        for t, frame in enumerate(clip):
-            p = pair + min(t, len(clip) - 2)
-            panels = [label_panel(frame, f"frame {t}" if len(clip) > 2 else ("frame 1", "frame 2")[t])]
+        frames = clip.frames
+        for t, frame in enumerate(frames):
+            p = pair + min(t, len(frames) - 2)
+            panels = [label_panel(frame, f"frame {t}" if len(frames) > 2 else ("frame 1", "frame 2")[t])]
             panels += [
                 label_panel(flow_to_color(r.flows[p], analysis.max_flow), r.label) for r in analysis.results
             ]
             if gt is not None:
                 panels.append(label_panel(flow_to_color(gt[p], analysis.max_flow), "ground truth"))
             grids.append(make_strip(panels, gap=4, columns=_clip_grid_columns(len(panels))))
-        pair += len(clip) - 1
+        pair += clip.pair_count
     height, width = grids[0].shape[:2]
     rel = f"{ASSETS}/{assets.prefix}-clip.mp4"
     with Mp4Writer(assets.own(assets.out_dir / rel), fps=CLIP_FPS, width=width, height=height) as video:
@@ -179,7 +180,7 @@ def _section(index: int, analysis: InputAnalysis, shared: dict[str, Figure], ass
             assets.png(f"motion-{slug}", colour, f"{result.label} · {result.ms_per_pair:.0f} ms/pair")
         )
         error, valid = reconstruction_error(frame1, frame2, result.flows[k])
-        psnr = result.reconstruction[k]["psnr"]
+        psnr = result.scores[k]["psnr"]
         error_row.append(
             assets.png(f"error-{slug}", error_image(error, valid), f"{result.label} · PSNR {psnr:.2f} dB")
         )
@@ -250,9 +251,7 @@ def build_report(
     if options.pairs < 1 or options.max_side < 16 or options.start < 0:
         raise InputError(None, "--pairs must be >= 1, --max-side >= 16 and --start >= 0")
     evaluation = load_evaluation(options.eval_json) if options.eval_json is not None else None
-    methods, notes = prepare_methods(options.methods, options.weights, options.device)
-    for note in notes:
-        say(f"note: {note}")
+    methods = prepare_methods(options.methods, options.weights, options.device)
     out_dir = Path(options.out_dir)
     created = [p for p in (out_dir / ASSETS, out_dir, *out_dir.parents) if not p.exists()]
     try:
@@ -261,7 +260,7 @@ def build_report(
         raise InputError(out_dir, f"cannot create the report folder: {err.strerror or err}") from None
     key_assets = _Assets(out_dir, "key")
     try:
-        return _build(inputs, options, methods, notes, evaluation, out_dir, key_assets, say)
+        return _build(inputs, options, methods, evaluation, out_dir, key_assets, say)
     except BaseException:  # no page: take back what this run wrote and the folders it made
         key_assets.remove()
         for folder in created:  # innermost first; only while empty
@@ -272,7 +271,7 @@ def build_report(
         raise
 
 
-def _build(inputs, options, methods, notes, evaluation, out_dir: Path, key_assets: _Assets, say):
+def _build(inputs, options, methods, evaluation, out_dir: Path, key_assets: _Assets, say):
     shared = _write_shared_assets(key_assets)
     result = ReportResult(out_dir / "index.html")
     sections: list[Section] = []
@@ -282,7 +281,7 @@ def _build(inputs, options, methods, notes, evaluation, out_dir: Path, key_asset
         assets: _Assets | None = None
         try:
             say(f"{prefix}: reading")
-            report_input: ReportInput = load_input(spec, options.pairs, options.start, options.max_side)
+            report_input = resolve_set(spec, options.pairs, start=options.start, max_side=options.max_side)
             width, height = report_input.size
             count = report_input.pair_count
             say(f"{prefix}: {count} pair{'s' if count != 1 else ''} at {width}x{height}")
@@ -304,7 +303,7 @@ def _build(inputs, options, methods, notes, evaluation, out_dir: Path, key_asset
     page = Page(
         title=options.title,
         facts=_page_facts(methods),
-        notes=notes,
+        notes=[],
         sections=sections,
         failures=result.failures,
         explanations=EXPLANATIONS,

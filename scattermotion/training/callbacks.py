@@ -9,7 +9,6 @@ at the end (``at_end``). Rank 0 runs the ones that write files; every rank runs 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from scattermotion.io.atomic import write_bytes_atomic
+from scattermotion.io.atomic import write_json_atomic
 from scattermotion.training.checkpoint import rng_state, save_checkpoint, weights_hash
 from scattermotion.training.config import TrainConfig
 from scattermotion.training.distributed import DistContext
@@ -210,4 +209,4 @@ class DebugDump(Callback):
             "batch_hashes": self.batch_hashes,
             "indices": self.indices,
         }
-        write_bytes_atomic(folder / f"rank{state.ctx.rank}.json", json.dumps(record).encode())
+        write_json_atomic(folder / f"rank{state.ctx.rank}.json", record, indent=None)

@@ -10,13 +10,9 @@ import numpy as np
 import torch
 
 from scattermotion.augment import AugmentConfig
-from scattermotion.metrics import flow_metrics
+from scattermotion.clipsets import Clip
+from scattermotion.scoring import score_clips
 from scattermotion.training.config import VALIDATION_SYNTHETIC_SEED, TrainConfig
-
-
-def end_point_error(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Mean EPE over the pixels where ``gt`` is known (the evaluate verb's ``flow_metrics`` definition)."""
-    return float(flow_metrics(pred, gt)["epe"])
 
 
 class Validator:
@@ -38,7 +34,7 @@ class Validator:
                 entries, sampling, VALIDATION_SYNTHETIC_SEED, 0, config.cache_mb * 2**20, config.short_side
             )
             self.real_clips = torch.stack([fixed[i]["frames"] for i in range(config.val_real_clips)])
-        self.synthetic = []
+        self.sets: dict[str, list[Clip]] = {}  # name -> clips with ground truth, scored by EPE
         if "synthetic" in config.val_sets:
             clips = SyntheticClips(
                 seed=VALIDATION_SYNTHETIC_SEED,
@@ -48,12 +44,16 @@ class Validator:
                 kind="mixed",
                 max_disp=config.synthetic_max_disp,
             )
-            self.synthetic = [clips[i] for i in range(len(clips))]
-        self.stereo = {name: load_flow_set(name) for name in config.val_sets if name != "synthetic"}
+            self.sets["synthetic"] = [
+                Clip.from_synthetic(f"synthetic/{i:03d}", clips[i]) for i in range(len(clips))
+            ]
+        for name in config.val_sets:
+            if name != "synthetic":
+                self.sets[name] = [Clip.from_sample(s) for s in load_flow_set(name)]
 
     @property
     def empty(self) -> bool:
-        return self.real_clips is None and not self.synthetic and not self.stereo
+        return self.real_clips is None and not self.sets
 
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module, device: torch.device) -> tuple[dict[str, float], dict]:
@@ -74,20 +74,10 @@ class Validator:
                     totals["real_loss"].append(terms["total"].item() * len(batch))
                     totals["real_photo_s1"].append(terms["photo_s1"].item() * len(batch))
                 metrics.update({k: sum(v) / len(self.real_clips) for k, v in totals.items()})
-            if self.synthetic:
-                errors = []
-                for clip in self.synthetic:
-                    pred = estimator.estimate_clip(list(clip.frames))
-                    errors += [end_point_error(p, g) for p, g in zip(pred, clip.flows, strict=True)]
-                    examples.setdefault("synthetic", (pred[0], clip.flows[0]))
-                metrics["synthetic_epe"] = float(np.mean(errors))
-            for name, samples in self.stereo.items():
-                errors = []
-                for sample in samples:
-                    pred = estimator.estimate(sample.frame1, sample.frame2)
-                    errors.append(end_point_error(pred, sample.flow))
-                    examples.setdefault(name, (pred, sample.flow))
-                metrics[f"{name}_epe"] = float(np.mean(errors))
+            for name, clips in self.sets.items():  # the scorer of evaluate: the same EPE for the same pair
+                scored = score_clips(clips, {name: estimator}, keep_flows=True)[name]
+                metrics[f"{name}_epe"] = scored.summary()["epe"]
+                examples[name] = (scored.flows[0], clips[0].flows[0])
         finally:
             model.train()
         return metrics, examples
