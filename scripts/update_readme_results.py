@@ -158,6 +158,21 @@ def render_train_speed(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_precision_parity(report: dict[str, Any]) -> str:
+    from scattermotion.training.parity import to_markdown
+
+    return "\n".join(
+        [
+            to_markdown(report),
+            "",
+            f"{report.get('steps')} steps from random weights per run, the training-speed recipe with the "
+            "default model's per-sample objective, validation EPE on the synthetic validation set at the end",
+            "",
+            "Command: `python benchmarks/precision_parity.py`.",
+        ]
+    )
+
+
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("evaluation.json", "Accuracy: ours beside the classical baselines", render_evaluation),
     ("ablation.json", "Ablations", render_ablation),
@@ -166,6 +181,7 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("extract_speed.json", "Extraction speed (end to end)", render_extract_speed),
     ("onnx_speed.json", "ONNX Runtime vs PyTorch", render_onnx_speed),
     ("train_speed.json", "Training speed", render_train_speed),
+    ("precision_parity.json", "Training in bf16 against fp32", render_precision_parity),
     ("action.json", "Downstream: motion classification on real footage", render_action),
 ]
 
