@@ -40,6 +40,7 @@ from scattermotion.data.flowsets import (
     load_dataset_folder,
     load_flow_set,
 )
+from scattermotion.data.frame_folder import has_frames
 from scattermotion.errors import InputError
 from scattermotion.estimator import OURS, FlowEstimator, get_estimator
 from scattermotion.metrics import aggregate, flow_metrics, reconstruction_metrics
@@ -47,7 +48,6 @@ from scattermotion.metrics import aggregate, flow_metrics, reconstruction_metric
 FRAME_PAIRS_SET = "frame-pairs"
 DEFAULT_VIDEO_PAIRS = 16  # pairs scored per video unless --limit says otherwise
 EVALUATION_METHODS = (OURS, "tvl1", "dis", "dis-fast", "farneback", "zero")
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
 LAYOUT_HELP = (
     "Sintel (training/clean/<scene>/frame_0001.png + training/flow/<scene>/*.flo), "
     "KITTI (training/flow_occ/*_10.png + training/image_2 or colored_0), "
@@ -124,10 +124,6 @@ def detect_layout(root: Path) -> tuple[str, dict[str, Any]] | None:
     if next(data.glob("*_flow.flo"), None) is not None:
         return "flyingchairs", {}
     return None
-
-
-def _has_images(folder: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.iterdir())
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -225,7 +221,7 @@ def resolve_set(
             str(path),
             samples=_Subset(folder, spread_indices(len(folder), limit)),
         )
-    if _has_images(path):
+    if has_frames(path):
         return load_video_sequences(path, path.name, pairs, short_side)
     raise InputError(path, f"not a known dataset layout nor a folder of frames; expected {LAYOUT_HELP}")
 

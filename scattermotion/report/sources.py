@@ -24,8 +24,9 @@ import numpy as np
 
 from scattermotion.data import fetched
 from scattermotion.data.flowsets import FLOW_SETS, FlowSample, load_flow_set
+from scattermotion.data.frame_folder import is_image_name
 from scattermotion.data.scenecut import detect_scene_cuts, shots
-from scattermotion.data.video import IMAGE_EXTENSIONS, open_video, read_image, resize_frame
+from scattermotion.data.video import open_video, read_image, resize_frame
 from scattermotion.errors import InputError
 
 
@@ -164,6 +165,6 @@ def load_input(spec: str, pairs: int = 8, start: int = 0, max_side: int = 384) -
     if not path.exists():
         known = ", ".join([*FLOW_SETS, *fetched.REAL_VIDEOS])
         raise InputError(spec, f"no such file or folder, and not a built-in name ({known})")
-    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+    if path.is_file() and is_image_name(path.name):
         raise InputError(path, "a single image has no motion; give two images joined by a comma: A.png,B.png")
     return load_video_input(path, path.stem if path.is_file() else path.name, pairs, start, max_side)
