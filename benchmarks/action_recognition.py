@@ -38,7 +38,8 @@ from scattermotion.action.engine import TrainOptions, accuracy, fuse, predict, t
 from scattermotion.action.motionbench import VERSION as BENCH_VERSION
 from scattermotion.action.motionbench import BenchSettings, make_motion_bench
 from scattermotion.action.results import to_markdown
-from scattermotion.action.sources import FrameReader, make_source, parse_source
+from scattermotion.action.sources import make_source, parse_source
+from scattermotion.data.video import open_video
 from scattermotion.estimator import DEFAULT_WEIGHTS
 from scattermotion.io.atomic import write_bytes_atomic, write_json_atomic
 from scattermotion.methods import MOTION_SOURCES, method_label
@@ -74,10 +75,9 @@ def ours_weights(args: argparse.Namespace, scratch: Path) -> tuple[str | None, s
 
 def rgbdiff_ms_per_clip(records, short_side: int | None) -> float:
     """RGB difference 'extraction': differencing the decoded frames of every clip, timed like the others."""
-    reader = FrameReader(short_side)
     seconds = 0.0
     for record in records:
-        frames = np.stack(reader.read_all(record)).astype(np.float32)
+        frames = open_video(record.path, short_side=short_side).read_all().astype(np.float32)
         start = time.perf_counter()
         _ = (frames[1:] - frames[:-1]) * np.float32(1.0 / 255.0)
         seconds += time.perf_counter() - start

@@ -92,7 +92,12 @@ def extract(
     bound: float = typer.Option(20.0, "--bound", help="jpg: clip at ±bound px; viz: saturation radius."),
     resize: str | None = typer.Option(None, "--resize", help="Resize frames to WxH, e.g. 340x256."),
     short_side: int | None = typer.Option(None, "--short-side", help="Resize so the shorter side is N px."),
-    step: int = typer.Option(1, "--step", help="Sample every K-th frame: pairs (0,K), (K,2K), ..."),
+    step: int = typer.Option(
+        1, "--step", help="Sample every K-th frame: pairs (0,K), (K,2K), ... (not denseflow's -s: i, i+K)."
+    ),
+    rgb: bool = typer.Option(
+        False, "--rgb", help="jpg: also write the frames as img_00001.jpg, ... (mmaction2 rawframes)."
+    ),
     workers: int | None = typer.Option(
         None, "--workers", help="Classical methods: N processes over videos. ours: N torch threads."
     ),
@@ -128,6 +133,7 @@ def extract(
         shard=parse_shard(shard) if shard else None,
         max_frames=max_frames,
         list_root=list_root,
+        rgb=rgb,
     )
     try:
         summary = run_extract(inputs, options)

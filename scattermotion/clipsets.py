@@ -279,7 +279,7 @@ def resolve_set(
     """Turn one ``--data``/INPUT argument into a :class:`ClipSet` (see the module docstring for what it may
     be); :class:`InputError` (one line) for anything that is not a known set, a readable dataset folder, a
     video, a frame folder or an image pair."""
-    from scattermotion.data.video import IMAGE_EXTENSIONS
+    from scattermotion.data.frame_folder import has_frames, is_image_name
 
     if spec in FLOW_SETS:
         return _samples_set(spec, "built-in, with ground truth", load_flow_set(spec), limit, max_side)
@@ -305,7 +305,7 @@ def resolve_set(
         known = ", ".join([*FLOW_SETS, FRAME_PAIRS_SET, *fetched.REAL_VIDEOS])
         raise InputError(spec, f"no such file or folder, and not a built-in set ({known})")
     if path.is_file():
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
+        if is_image_name(path.name):
             raise InputError(
                 path, "a single image has no motion; give two images joined by a comma: A.png,B.png"
             )
@@ -322,6 +322,6 @@ def resolve_set(
         label = name + (f" {options['year']}" if "year" in options else "")
         label += f" ({options['pass_name']})" if "pass_name" in options else ""
         return _samples_set(f"{path.name} [{label}]", str(path), folder, limit, max_side)
-    if any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in path.iterdir()):
+    if has_frames(path):
         return load_video_clips(path, path.name, pairs, start, short_side, max_side)
     raise InputError(path, f"not a known dataset layout nor a folder of frames; expected {LAYOUT_HELP}")

@@ -8,18 +8,26 @@ a folder of class sub-folders, see :mod:`scattermotion.inputs`):
 - ``viz``:   ``DIR/<rel>/flow_00001.png``, Middlebury colours saturating at ``bound`` px (a fixed radius,
   not a per-sequence one, so that frames stream and colours are comparable across frames and videos)
 
-Indices are 1-based: file k holds the motion from sampled frame k to k+1. With ``step`` K the frames
-0, K, 2K, ... are sampled, so the pairs are (0, K), (K, 2K), ... and a video of N frames gives
-``ceil(N / K) - 1`` motion maps (``N - 1`` for K = 1), each in pixels of motion over K frames.
+- ``rgb`` (with ``jpg``): also ``DIR/<rel>/img_00001.jpg``, ... the sampled frames at the output size, so
+  the folder is an mmaction2 / denseflow *rawframes* folder (``build_file_list.py`` counts its frames)
 
-Robustness: every file is written atomically (temporary name, then rename). ``DIR/<rel>/.done`` (JSON with
-the settings, counts and a fingerprint of the source: size, modification time and SHA-256 of its first MiB;
-for a frame folder its image names, sizes and times) is written last; a re-run skips items whose marker
+Indices are 1-based: file k holds the motion from sampled frame k to k+1 (``img_k`` to ``img_k+1``). With
+``step`` K the frames 0, K, 2K, ... are sampled, so the pairs are (0, K), (K, 2K), ... and a video of N
+frames gives ``ceil(N / K) - 1`` motion maps (``N - 1`` for K = 1), each in pixels of motion over K frames.
+(denseflow's ``-s K`` differs: it keeps every frame and pairs frame i with i + K, giving N - K overlapping
+maps of K-frame motion.)
+
+Robustness: every file is written atomically (temporary name, then rename). A done marker per format
+(``DIR/<rel>/.done`` for ``jpg``, ``.done-flo``, ``.done-kitti``, ... for the others: JSON with the
+settings, counts, timings and a fingerprint of the source: size, modification time and SHA-256 of its first
+MiB; for a frame folder its frame names, sizes and times) is written last; a re-run skips items whose marker
 matches the current settings and source and whose files are all there, and redoes the rest after deleting
-their partial outputs (only files named like our outputs, and only inside ``DIR``: an output folder that
-resolves outside it is refused). A failing item (missing, corrupt, fewer than 2 frames) is logged in one
-line and skipped; the rest finish and the summary lists the failures; a video that ends before the frame
-count its header declares is extracted with a warning in the summary.
+their partial outputs (only files named like that format's outputs, so a second format into the same
+``DIR`` keeps the first; ``kitti`` and ``viz`` share names, ``flow_%05d.png``, so one replaces the other;
+and only inside ``DIR``: an output folder that resolves outside it is refused). A failing item (missing,
+corrupt, fewer than 2 frames) is logged in one line and skipped; the rest finish and the summary lists the
+failures; a video that ends before the frame count its header declares is extracted with a warning in the
+summary.
 
 Parallelism: ``workers`` N runs N processes over videos for the classical methods; for ``ours`` it sets the
 torch threads of the one process (the network already uses every core it is given). SIGINT and SIGTERM stop
@@ -52,24 +60,26 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from scattermotion.data.video import output_size
 from scattermotion.errors import InputError
 from scattermotion.estimator import OURS, FlowEstimator, get_estimator
-from scattermotion.inputs import (
-    InputItem,
-    expand_inputs,
-    open_source,
-    output_size,
-    shard_from_env,
-    shard_items,
-)
+from scattermotion.inputs import InputItem, expand_inputs, open_source, shard_from_env, shard_items
 from scattermotion.io.atomic import write_json_atomic
 
 FORMATS = ("jpg", "flo", "kitti", "npy", "viz")
-DONE_MARKER = ".done"
-FIRST_INDEX = 1  # denseflow / TSN loaders count from 1
-# Files this module writes (and so may delete when redoing an item), including atomic-write temporaries.
-_OUTPUT_NAME = re.compile(r"^(flow(_[xy])?_\d{5,}\.(jpg|flo|png|npy))$")
-_TEMP_NAME = re.compile(r"^\.(flow(_[xy])?_\d{5,}|\.done)\.[0-9a-f]+\.tmp(\.(jpg|flo|png|npy))?$")
+DONE_MARKER = ".done"  # the jpg marker (the name it always had); the other formats add -<format>
+FIRST_INDEX = 1  # TSN / mmaction2 loaders count from 1 (start_index=1)
+RGB_NAME = "img_{:05d}.jpg"  # --rgb frames: mmaction2's rawframes name, numbered like the flow
+# The files each format writes (and so may delete when redoing an item); kitti and viz share names.
+_FORMAT_FILES = {
+    "jpg": r"flow_[xy]_\d{5,}\.jpg",
+    "flo": r"flow_\d{5,}\.flo",
+    "kitti": r"flow_\d{5,}\.png",
+    "npy": r"flow_\d{5,}\.npy",
+    "viz": r"flow_\d{5,}\.png",
+}
+_RGB_FILES = r"img_\d{5,}\.jpg"
+_TEMP_NAME = re.compile(r"^\.(.+)\.[0-9a-f]+\.tmp(\.\w+)?$")  # io.atomic's temporary for name \1\2
 FINGERPRINT_HEAD_BYTES = 1 << 20  # hashed from the start of a video: a replaced file differs there
 PREFETCH_BYTES = 256 * 2**20  # decoded frames held ahead at most (huge frames get a shallower queue)
 
@@ -97,6 +107,7 @@ class ExtractOptions:
     list_root: Path | None = None
     prefetch: int = 8  # frames decoded ahead in a background thread (0: decode in line)
     progress: bool | None = None  # None = progress bars when stderr is a terminal
+    rgb: bool = False  # jpg: also write the sampled frames as img_%05d.jpg (a rawframes folder)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -114,12 +125,16 @@ class ExtractOptions:
             raise InputError(None, f"--min-side must be a positive number of pixels, got {self.min_side}")
         if self.max_frames is not None and self.max_frames < 2:
             raise InputError(None, f"--max-frames must be >= 2, got {self.max_frames}")
+        if self.rgb and self.format != "jpg":
+            raise InputError(
+                None, "--rgb writes the rawframes layout (img_ beside flow_x/flow_y): use --format jpg"
+            )
         output_size(None, 1, 1, resize=self.resize, short_side=self.short_side)  # both given, or bad values
 
     def settings(self) -> dict:
         """What determines the outputs: a finished item is redone when any of these differ."""
         weights = str(Path(self.weights).resolve()) if self.weights is not None else None
-        return {
+        settings = {
             "method": self.method,
             "weights": weights if self.method == OURS else None,
             "format": self.format,
@@ -130,6 +145,9 @@ class ExtractOptions:
             "step": self.step,
             "max_frames": self.max_frames,
         }
+        if self.rgb:  # only when on: markers written before --rgb existed stay valid
+            settings["rgb"] = True
+        return settings
 
 
 @dataclass
@@ -228,32 +246,49 @@ def output_writer(fmt: str, bound: float) -> Callable[[Path, int, np.ndarray], i
     raise InputError(None, f"unknown format {fmt!r}")
 
 
-def clean_outputs(folder: Path) -> int:
-    """Delete our outputs, temporaries and done marker from ``folder`` (nothing else). Returns the count."""
-    removed = 0
+def done_marker(fmt: str) -> str:
+    """The done marker's file name for format ``fmt``: one per format, so formats share a folder."""
+    return DONE_MARKER if fmt == "jpg" else f"{DONE_MARKER}-{fmt}"
+
+
+def _output_names(fmt: str, rgb: bool = False) -> re.Pattern:
+    """The names of the files format ``fmt`` writes (with the RGB frames when ``rgb``)."""
+    return re.compile(rf"^(?:{_FORMAT_FILES[fmt]}{'|' + _RGB_FILES if rgb else ''})$")
+
+
+def clean_outputs(folder: Path, fmt: str = "jpg", rgb: bool = False) -> int:
+    """Delete the outputs of format ``fmt`` (and of a format with the same names), their temporaries and
+    done markers from ``folder``; nothing else, so other formats' outputs stay. Returns the count."""
     if not folder.is_dir():
         return 0
+    outputs = _output_names(fmt, rgb)
+    markers = {done_marker(other) for other, names in _FORMAT_FILES.items() if names == _FORMAT_FILES[fmt]}
+    removed = 0
     for path in folder.iterdir():
         name = path.name
-        if (name == DONE_MARKER or _OUTPUT_NAME.match(name) or _TEMP_NAME.match(name)) and path.is_file():
+        temp = _TEMP_NAME.match(name)
+        target = temp.group(1) + (temp.group(2) or "") if temp else name
+        if (target in markers or outputs.match(target)) and path.is_file():
             path.unlink(missing_ok=True)
             removed += 1
     return removed
 
 
-def count_outputs(folder: Path) -> int:
-    return sum(1 for p in folder.iterdir() if _OUTPUT_NAME.match(p.name)) if folder.is_dir() else 0
+def count_outputs(folder: Path, fmt: str = "jpg", rgb: bool = False) -> int:
+    """How many files of format ``fmt`` (and RGB frames when ``rgb``) ``folder`` holds."""
+    outputs = _output_names(fmt, rgb)
+    return sum(1 for p in folder.iterdir() if outputs.match(p.name)) if folder.is_dir() else 0
 
 
 def source_fingerprint(item: InputItem) -> dict | None:
     """What identifies the source's content cheaply: a video's size, modification time and the SHA-256 of
     its first MiB; a frame folder's image names, sizes and times. None when it cannot be read."""
-    from scattermotion.inputs import _image_files
+    from scattermotion.data.frame_folder import list_frames
 
     try:
         if item.kind == "frames":
             digest = hashlib.sha256()
-            files = _image_files(item.source)
+            files = list_frames(item.source).frames
             for file in files:
                 info = file.stat()
                 digest.update(f"{file.name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
@@ -271,15 +306,22 @@ def is_done(folder: Path, settings: dict, fingerprint: dict | None = None) -> bo
     source still has the fingerprint the marker recorded. A source that is gone (``fingerprint`` None)
     keeps its finished outputs: deleting sources after extraction is common, and redoing would only fail
     and delete them."""
-    try:
-        marker = json.loads((folder / DONE_MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(marker, dict):
+    marker = read_done(folder, settings["format"])
+    if marker is None:
         return False
     if fingerprint is not None and marker.get("source_fingerprint") != fingerprint:
         return False
-    return marker.get("settings") == settings and marker.get("files") == count_outputs(folder)
+    files = count_outputs(folder, settings["format"], bool(settings.get("rgb")))
+    return marker.get("settings") == settings and marker.get("files") == files
+
+
+def read_done(folder: Path, fmt: str = "jpg") -> dict | None:
+    """The done marker of format ``fmt`` in ``folder`` as a dict, or None when there is none readable."""
+    try:
+        marker = json.loads((folder / done_marker(fmt)).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
 
 
 def write_done(folder: Path, settings: dict, result: ItemResult, fingerprint: dict | None = None) -> None:
@@ -292,8 +334,9 @@ def write_done(folder: Path, settings: dict, result: ItemResult, fingerprint: di
         "pairs": result.pairs,
         "files": result.files,
         "seconds": round(result.seconds, 3),
+        "timings": {key: round(value, 4) for key, value in result.timings.items()},
     }
-    write_json_atomic(folder / DONE_MARKER, marker)
+    write_json_atomic(folder / done_marker(settings["format"]), marker)
 
 
 # ---- one item --------------------------------------------------------------------------------------------
@@ -384,9 +427,17 @@ def extract_item(
     if not _inside(folder, options.out_dir):  # never clean or write outside --out (symlinks included)
         reason = f"{item.source}: output folder {folder} lies outside --out {options.out_dir}; skipped"
         return ItemResult(item, "failed", reason=reason)
+    if (
+        options.rgb
+        and item.kind == "frames"
+        and _inside(folder, item.source)
+        and _inside(item.source, folder)
+    ):
+        reason = f"{item.source}: --rgb would overwrite the frame folder's own img_ frames; skipped"
+        return ItemResult(item, "failed", reason=reason)
     try:
         fingerprint = source_fingerprint(item)  # before decoding: a change while we read means redo
-        clean_outputs(folder)
+        clean_outputs(folder, options.format, options.rgb)
         source = open_source(item, resize=options.resize, short_side=options.short_side)
         frames = source.frames(step=options.step)
         if options.max_frames is not None:
@@ -410,7 +461,10 @@ def extract_item(
             frame_bar.reset(total=max(0, -(-total // options.step) - 1) or None)
             frame_bar.set_description(item.name[-40:])
         folder.mkdir(parents=True, exist_ok=True)
-        flows = _Timed(estimator.estimate_stream(chain(head, decoded)), timings, "stream")
+        stream: Iterable[np.ndarray] = chain(head, decoded)
+        if options.rgb:
+            stream = _written_frames(stream, folder, timings)
+        flows = _Timed(estimator.estimate_stream(stream), timings, "stream")
         pairs = files = 0
         for index, flow in enumerate(flows, start=FIRST_INDEX):
             write_start = time.perf_counter()
@@ -419,8 +473,11 @@ def extract_item(
             pairs += 1
             if frame_bar is not None:
                 frame_bar.update()
-        # The stream's time includes decoding every frame after the first two.
-        timings["model"] = max(0.0, timings.pop("stream") - (timings["decode"] - head_decode))
+        # The stream's time includes decoding every frame after the first two (and writing --rgb frames).
+        rgb_write = timings.get("write_rgb", 0.0)
+        model = timings.pop("stream") - (timings["decode"] - head_decode) - rgb_write
+        timings["model"] = max(0.0, model)
+        files += decoded.count if options.rgb else 0  # every frame went through _written_frames
         result = ItemResult(item, "done", frames=decoded.count, pairs=pairs, files=files, timings=timings)
         result.warning = _short_video_warning(source, decoded.count, options)
         result.seconds = time.perf_counter() - start
@@ -428,7 +485,7 @@ def extract_item(
         return result
     except Exception as err:  # one bad item must not stop the batch: report it and go on
         try:
-            clean_outputs(folder)
+            clean_outputs(folder, options.format, options.rgb)
         except OSError:
             pass
         return ItemResult(item, "failed", reason=_one_line(item, err), seconds=time.perf_counter() - start)
@@ -436,6 +493,21 @@ def extract_item(
         close = getattr(frames, "close", None)  # stops the prefetch thread at once, also on an interrupt
         if close is not None:
             close()
+
+
+def _written_frames(
+    frames: Iterable[np.ndarray], folder: Path, timings: dict[str, float]
+) -> Iterator[np.ndarray]:
+    """Pass ``frames`` on, writing each as ``img_%05d.jpg`` (1-based, like the flow) on the way; the time
+    spent goes to ``timings["write_rgb"]``."""
+    from scattermotion.io import write_jpeg
+
+    timings.setdefault("write_rgb", 0.0)
+    for index, frame in enumerate(frames, start=FIRST_INDEX):
+        start = time.perf_counter()
+        write_jpeg(folder / RGB_NAME.format(index), frame)
+        timings["write_rgb"] += time.perf_counter() - start
+        yield frame
 
 
 def _inside(folder: Path, root: Path) -> bool:

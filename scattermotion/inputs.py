@@ -14,9 +14,10 @@ An INPUT is one of:
   inside the output folder (see :func:`list_output_folder`); a path with spaces is kept whole when a label
   column follows it.
 
-Frame folders hold images sorted by natural order (``img_2`` before ``img_10``); files named ``flow_*``
-are ignored so a denseflow-style ``rawframes`` folder can be given as it is. A path that does not exist is
-kept as a video item: it fails when opened, with the other items unaffected.
+Frame folders hold images sorted by natural order (``img_2`` before ``img_10``); which files are frames is
+decided by :mod:`scattermotion.data.frame_folder` (the flow images of a denseflow / mmaction2 ``rawframes``
+folder are left out, so such a folder can be given as it is). A path that does not exist is kept as a
+video item: it fails when opened, with the other items unaffected.
 """
 
 from __future__ import annotations
@@ -27,17 +28,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
-from scattermotion.data.video import natural_key, open_video, output_size, read_image, resize_frame
+from scattermotion.data.frame_folder import has_frames
+from scattermotion.data.video import open_video
 from scattermotion.errors import InputError
 
 VIDEO_EXTENSIONS = frozenset(
     {".avi", ".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts", ".ogv"}
 )
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list", ".csv"})
-IGNORED_IMAGE_PREFIX = "flow_"  # outputs of a previous extraction living beside the frames
 
 
 @dataclass(frozen=True)
@@ -82,13 +80,13 @@ def expand_inputs(
 
 
 def _expand_folder(root: Path, rel_base: PurePosixPath) -> Iterator[InputItem]:
-    if _image_files(root):
+    if has_frames(root):
         yield InputItem(root, "frames", rel_base if rel_base.parts else PurePosixPath(root.name))
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         here = Path(dirpath)
         rel_dir = rel_base / PurePosixPath(*here.relative_to(root).parts)
-        if here != root and _image_files(here):
+        if here != root and has_frames(here):
             yield InputItem(here, "frames", rel_dir)
         for filename in sorted(filenames):
             if not filename.startswith(".") and Path(filename).suffix.lower() in VIDEO_EXTENSIONS:
@@ -183,7 +181,7 @@ def shard_items(items: Sequence[InputItem], index: int, count: int) -> list[Inpu
     return list(sorted(items, key=lambda item: str(item.rel))[index::count])
 
 
-# ---- frame sizes and images ------------------------------------------------------------------------------
+# ---- frame sizes -----------------------------------------------------------------------------------------
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -194,65 +192,14 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _image_files(folder: Path) -> list[Path]:
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return []
-    images = [
-        p
-        for p in entries
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not p.name.startswith((".", IGNORED_IMAGE_PREFIX))
-        and p.is_file()
-    ]
-    return sorted(images, key=lambda p: natural_key(p.name))
-
-
-# ---- frame folders ---------------------------------------------------------------------------------------
-
-
-class FrameFolderSource:
-    """Frames stored as image files in one folder, streamed one at a time like a video.
-
-    ``frames()`` yields H×W×3 uint8 RGB at the requested size; every image must have the size of the first.
-    """
-
-    def __init__(
-        self, path: str | os.PathLike, resize: tuple[int, int] | None = None, short_side: int | None = None
-    ):
-        self.path = Path(path)
-        if not self.path.is_dir():
-            raise InputError(
-                self.path, "frame folder not found" if not self.path.exists() else "not a folder"
-            )
-        self.files = _image_files(self.path)
-        if not self.files:
-            raise InputError(self.path, "frame folder holds no images")
-        first = read_image(self.files[0])
-        self.source_size = (first.shape[1], first.shape[0])
-        self.width, self.height = output_size(
-            self.path, *self.source_size, resize=resize, short_side=short_side
-        )
-        self.frame_count = len(self.files)
-        self.fps: float | None = None
-
-    def frames(self, start: int = 0, step: int = 1) -> Iterator[np.ndarray]:
-        if step < 1 or start < 0:
-            raise ValueError(f"start must be >= 0 and step >= 1, got start={start}, step={step}")
-        for file in self.files[start::step]:
-            image = read_image(file)
-            if (image.shape[1], image.shape[0]) != self.source_size:
-                w, h = self.source_size
-                raise InputError(
-                    file, f"size {image.shape[1]}x{image.shape[0]} differs from the first frame's {w}x{h}"
-                )
-            yield resize_frame(image, (self.width, self.height))
+# ---- opening ---------------------------------------------------------------------------------------------
 
 
 def open_source(item: InputItem, resize: tuple[int, int] | None = None, short_side: int | None = None):
-    """A streaming frame source for ``item``: a video (:func:`scattermotion.data.video.open_video`) or a
-    frame folder. Both have ``frame_count`` and ``frames(start=0, step=1)``; sizes follow ``output_size``."""
-    if item.kind == "frames":
-        return FrameFolderSource(item.source, resize=resize, short_side=short_side)
+    """A streaming frame source for ``item`` (:func:`scattermotion.data.video.open_video`, which reads a
+    video file or a frame folder); sizes follow ``output_size``."""
+    if item.kind == "frames" and not item.source.is_dir():
+        raise InputError(
+            item.source, "frame folder not found" if not item.source.exists() else "not a folder"
+        )
     return open_video(item.source, resize=resize, short_side=short_side)

@@ -18,7 +18,6 @@ from scattermotion.action.datasets import load_hmdb51, load_kinetics, load_rawfr
 from scattermotion.action.loader import SnippetDataset, segment_starts, snippet_indices
 from scattermotion.action.motionbench import BenchSettings, make_motion_bench
 from scattermotion.action.sources import (
-    DONE_MARKER,
     EstimatedFlowSource,
     cache_key,
     make_source,
@@ -27,6 +26,7 @@ from scattermotion.action.sources import (
 from scattermotion.data.fetched import EVALUATION_ONLY
 from scattermotion.data.video import open_video
 from scattermotion.errors import InputError
+from scattermotion.extract import DONE_MARKER
 from scattermotion.io.flow_jpeg import write_flow_jpeg
 
 SPEED = 2  # px per frame of the fixture videos' texture
@@ -260,7 +260,7 @@ def test_estimated_motion_is_cached_once_and_read_back_everywhere(tmp_path):
     assert abs(np.median(u_right) - SPEED / 20) < 0.03 and abs(np.median(u_left) + SPEED / 20) < 0.03
 
     marker = json.loads((tmp_path / "cache" / cache_key(spec) / "right" / "a" / DONE_MARKER).read_text())
-    assert marker["maps"] == 7 and marker["seconds"] > 0
+    assert marker["pairs"] == 7 and marker["timings"]["model"] > 0
     again = make_source(spec, tmp_path / "cache").prepare(videos.records)  # another seed, another run
     assert (again.computed, again.reused) == (0, 2) and again.seconds == pytest.approx(stats.seconds)
 
@@ -272,6 +272,68 @@ def test_estimated_motion_is_cached_once_and_read_back_everywhere(tmp_path):
     fresh = make_source(spec, tmp_path / "cache").prepare(videos.records)
     assert (fresh.computed, fresh.reused) == (1, 1)
     assert isinstance(source, EstimatedFlowSource)
+
+
+def test_estimated_motion_is_extracted_by_extracts_streaming_path(tmp_path, monkeypatch):
+    from scattermotion.action import sources as sources_module
+    from scattermotion.data.video import VideoSource
+    from scattermotion.extract import ExtractOptions, is_done, source_fingerprint
+    from scattermotion.inputs import InputItem
+
+    data = tmp_path / "videos"
+    write_video(data / "right" / "a.mp4", frames=8, size=48, direction=1)
+    record = load_videos(data).records[0]
+    calls = []
+    real_extract_item = sources_module.extract_item
+
+    def spy(item, estimator, options, *args, **kwargs):
+        calls.append((item, options))
+        return real_extract_item(item, estimator, options, *args, **kwargs)
+
+    def no_whole_videos(self, *args, **kwargs):
+        raise AssertionError("motion extraction must stream, not load whole videos")
+
+    monkeypatch.setattr(sources_module, "extract_item", spy)
+    monkeypatch.setattr(VideoSource, "read_all", no_whole_videos)
+    spec = parse_source("dis", short_side=32)
+    source = make_source(spec, tmp_path / "cache")
+    assert source.count(record) == 7 and len(calls) == 1
+    item, options = calls[0]
+    assert item == InputItem(record.path, "video", item.rel) and str(item.rel) == "right/a"
+    assert (options.format, options.method, options.short_side, options.bound) == ("jpg", "dis", 32, 20.0)
+    # The cache entry is what `scattermotion extract` writes, with its done marker: extract skips it.
+    cache = tmp_path / "cache" / cache_key(spec)
+    assert is_done(cache / "right" / "a", ExtractOptions(cache, method="dis", short_side=32).settings(),
+                   source_fingerprint(item))  # fmt: skip
+    assert source.read(record, [0]).shape == (1, 32, 32, 2)
+    assert make_source(spec, tmp_path / "cache").count(record) == 7 and len(calls) == 1  # reused
+    # One frame cache: the frame sources and the training clips share FrameCache.
+    from scattermotion.data.frame_cache import FrameCache
+
+    assert isinstance(make_source(parse_source("rgb")).frames, FrameCache)
+    assert isinstance(make_source(parse_source("rgbdiff")).frames, FrameCache)
+
+
+def test_frame_cache_is_bounded_and_reads_past_the_end_as_the_last_frame(tmp_path):
+    from scattermotion.data.frame_cache import ByteLRU, FrameCache
+
+    lru = ByteLRU(100)
+    for key in range(5):
+        lru.put(key, np.zeros(40, np.uint8))
+    assert lru.nbytes == 80 and len(lru) == 2 and lru.get(0) is None and lru.get(4) is not None
+    data = tmp_path / "videos"
+    video = write_video(data / "a" / "x.mp4", frames=8, size=32)
+    frames = np.stack(list(open_video(video).frames()))
+    cache = FrameCache(frames.nbytes)
+    got = cache.read(video, [7, 20, 0])
+    np.testing.assert_array_equal(np.stack(got), frames[[7, 7, 0]])
+    assert cache.cached_videos == 1 and cache.cached_bytes == frames.nbytes and cache.streamed_reads == 0
+    np.testing.assert_array_equal(cache.clip(video, 6, 3, 1), frames[5:8])  # moved back to fit
+    small = FrameCache(frames.nbytes - 1)  # too large to keep: streamed, same frames
+    np.testing.assert_array_equal(np.stack(small.read(video, [3, 1])), frames[[3, 1]])
+    assert small.cached_bytes == 0 and small.streamed_reads == 1
+    with pytest.raises(InputError, match="too few for a 9-frame clip"):
+        small.clip(video, 0, 9, 1)
 
 
 def test_rgb_difference_and_snippet_stacks(tmp_path):

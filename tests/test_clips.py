@@ -15,7 +15,6 @@ from scattermotion.augment import AugmentConfig, augment_clip, crop_clip, random
 from scattermotion.data import clips as clips_module
 from scattermotion.data.clips import (
     ClipSampling,
-    FrameStore,
     MixedClipDataset,
     SyntheticClipDataset,
     VideoClipDataset,
@@ -23,6 +22,7 @@ from scattermotion.data.clips import (
     training_synthetic_seed,
 )
 from scattermotion.data.fetched import ensure_data, real_video
+from scattermotion.data.frame_cache import FrameCache
 from scattermotion.data.synthetic import SyntheticClips
 from scattermotion.errors import InputError
 from scattermotion.warp import backward_warp
@@ -198,16 +198,16 @@ def test_frame_store_stays_within_budget_and_streams_large_videos():
     sizes = [e.frame_count * e.frame_bytes for e in entries]
     budget = max(sizes) + 1000  # room for either video, not both
     assert sum(sizes) > budget
-    store = FrameStore(budget, short_side=64)
+    store = FrameCache(budget, short_side=64)
     for entry in entries * 2:
-        clip = store.clip(entry, start=5, length=3, step=2)
+        clip = store.clip(entry.item.source, start=5, length=3, step=2)
         assert clip.shape == (3, entry.height, entry.width, 3)
         assert store.cached_bytes <= budget
-    assert len(store._videos) == 1 and store.streamed_reads == 0
-    small = FrameStore(min(sizes) - 1, short_side=64)  # no video fits: every clip is streamed
-    streamed = small.clip(entries[0], start=5, length=3, step=2)
+    assert store.cached_videos == 1 and store.streamed_reads == 0
+    small = FrameCache(min(sizes) - 1, short_side=64)  # no video fits: every clip is streamed
+    streamed = small.clip(entries[0].item.source, start=5, length=3, step=2)
     assert small.cached_bytes == 0 and small.streamed_reads == 1
-    np.testing.assert_array_equal(streamed, store.clip(entries[0], start=5, length=3, step=2))
+    np.testing.assert_array_equal(streamed, store.clip(entries[0].item.source, start=5, length=3, step=2))
 
 
 # ---- synthetic mixing --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Most runs use DIS (fast); the network runs with random weights (speed and plumbi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from scattermotion.data.fetched import ensure_data, frame_pairs, real_video
 from scattermotion.data.video import open_video
 from scattermotion.errors import InputError
 from scattermotion.estimator import get_estimator
-from scattermotion.extract import DONE_MARKER, ExtractOptions, extract
+from scattermotion.extract import DONE_MARKER, ExtractOptions, done_marker, extract
 from scattermotion.inputs import expand_inputs, parse_shard, shard_from_env, shard_items
 from scattermotion.io import read_flo, read_flow, read_flow_jpeg
 from scattermotion.model import build_motion_net, save_weights
@@ -69,7 +70,7 @@ def flow_files(root: Path) -> dict[str, bytes]:
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != DONE_MARKER
+        if p.is_file() and not p.name.startswith(DONE_MARKER)
     }
 
 
@@ -116,9 +117,7 @@ def test_expand_inputs_folders_frame_folders_and_lists(dataset, tmp_path):
         "missing",
     ]
     assert items[4].kind == "frames" and items[5].kind == "video"
-    from scattermotion.inputs import FrameFolderSource
-
-    source = FrameFolderSource(frames)
+    source = open_video(frames)
     assert [p.name for p in source.files] == ["img_1.jpg", "img_2.jpg", "img_10.jpg"]
 
     listed = expand_inputs([listing], list_root=dataset)
@@ -642,3 +641,84 @@ def test_flow_checks_every_output_before_computing(tmp_path):
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.strip().startswith("error: ") and problem in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.flo"]
+
+
+# ---- several formats in one --out, and the mmaction2 rawframes layout -------------------------------------
+
+
+def test_a_second_format_keeps_the_first(dataset, tmp_path):
+    video = dataset / "Run" / "v_Run_g01_c01.mp4"  # 6 frames: 5 maps
+    out = tmp_path / "out"
+    assert extract([video], options(out, format="jpg")).exit_code == 0
+    jpegs = flow_files(out)
+    assert len(jpegs) == 10
+    summary = extract([video], options(out, format="flo"))
+    assert [r.status for r in summary.results] == ["done"]
+    after = flow_files(out)
+    assert {k: v for k, v in after.items() if k.endswith(".jpg")} == jpegs  # the JPEGs are kept
+    assert sorted(k for k in after if k.endswith(".flo")) == [
+        f"v_Run_g01_c01/flow_{i:05d}.flo" for i in range(1, 6)
+    ]
+    folder = out / "v_Run_g01_c01"
+    assert (folder / DONE_MARKER).is_file() and (folder / done_marker("flo")).is_file()
+    for fmt in ("jpg", "flo"):  # both are finished: running either again skips it
+        assert [r.status for r in extract([video], options(out, format=fmt)).results] == ["skipped"]
+    (folder / "flow_00003.flo").unlink()  # a partial flo output is redone; the JPEGs stay untouched
+    assert [r.status for r in extract([video], options(out, format="flo")).results] == ["done"]
+    assert {k: v for k, v in flow_files(out).items() if k.endswith(".jpg")} == jpegs
+
+
+MMACTION2_RECIPE = (
+    "scattermotion extract data/ucf101/videos/ -o data/ucf101/rawframes/ --format jpg --rgb --bound 20"
+)
+
+
+def test_rgb_writes_the_rawframes_folder_mmaction2_reads(dataset, tmp_path):
+    import fnmatch
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert MMACTION2_RECIPE in readme and "filename_tmpl='flow_{}_{:05d}.jpg', start_index=1" in readme
+    out = tmp_path / "rawframes"
+    args = MMACTION2_RECIPE.split()[1:]
+    args[1], args[3] = str(dataset), str(out)  # the recipe's command on the test videos
+    result = CliRunner().invoke(app, [*args, "--method", "dis"])
+    assert result.exit_code == 0, result.output
+    counts = {"v_Jump_g01_c01": 5, "v_Jump_g02_c01": 4, "v_Run_g01_c01": 6, "v_Run_g02_c01": 3}
+    for folder in sorted(out.glob("*/*")):  # --level 2: <class>/<video>
+        frames = counts[folder.name]
+        names = os.listdir(folder)
+        # What mmaction2's build_file_list.py counts (parse_directory: fnmatch on the prefixes).
+        rgb, flow_x, flow_y = (len(fnmatch.filter(names, p + "*")) for p in ("img_", "flow_x_", "flow_y_"))
+        assert (rgb, flow_x, flow_y) == (frames, frames - 1, frames - 1)
+        # What RawFrameDataset then opens: filename_tmpl.format(...) from start_index=1 on.
+        assert all((folder / f"img_{i:05d}.jpg").is_file() for i in range(1, rgb + 1))
+        for i in range(1, flow_x + 1):
+            assert all((folder / f"flow_{c}_{i:05d}.jpg").is_file() for c in "xy")
+        assert not [n for n in names if not re.fullmatch(r"(img|flow_x|flow_y)_\d{5}\.jpg|\.done", n)]
+        # The frames are the decoded frames at the flow's size; our own readers see a rawframes folder.
+        video = next(dataset.glob(f"*/{folder.name}.*"))
+        decoded = open_video(video).read_all()
+        written = open_video(folder).read_all()
+        assert written.shape == decoded.shape and np.abs(written.astype(int) - decoded).mean() < 6  # JPEG q95
+        assert read_flow_jpeg(
+            folder / "flow_x_00001.jpg", folder / "flow_y_00001.jpg"
+        ).shape == decoded.shape[1:3] + (2,)
+    again = CliRunner().invoke(app, [*args, "--method", "dis"])
+    assert "0 extracted" in again.stdout and "4 already done" in again.stdout
+
+
+def test_rgb_needs_jpg_and_never_overwrites_its_own_frame_folder(tmp_path):
+    with pytest.raises(InputError, match="--rgb .* use --format jpg"):
+        options(tmp_path / "out", format="flo", rgb=True)
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i in range(1, 4):
+        cv2.imwrite(str(folder / f"img_{i:05d}.jpg"), np.full((16, 16, 3), 40 * i, np.uint8))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    summary = extract([folder], options(tmp_path, rgb=True))  # --out is the folder's parent: same folder
+    assert summary.exit_code == 1 and "would overwrite the frame folder's own img_ frames" in summary.report()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    # Without --rgb the flow is added beside the frames, as in a denseflow rawframes folder.
+    assert extract([folder], options(tmp_path)).exit_code == 0
+    assert len(list(folder.glob("flow_x_*.jpg"))) == 2 and len(list(folder.glob("img_*.jpg"))) == 3

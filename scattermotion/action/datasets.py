@@ -32,15 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from scattermotion.data.video import natural_key
+from scattermotion.data.frame_folder import list_frames, natural_key
 from scattermotion.errors import InputError
-from scattermotion.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from scattermotion.inputs import VIDEO_EXTENSIONS
 
 LAYOUTS = ("ucf101", "hmdb51", "kinetics", "rawframes", "folders")
 UCF_SPLITS_DIR = "ucfTrainTestlist"
 HMDB_SPLITS_DIR = "testTrainMulti_7030_splits"
-FRAME_PREFIX = "img_"
-FLOW_X_PREFIX = "flow_x_"
 SUBSET_ALIASES = {"train": ("train", "training"), "test": ("test", "testing"), "val": ("val", "validate")}
 
 OnMissing = Literal["error", "skip"]
@@ -308,14 +306,14 @@ def load_kinetics(
 
 
 def is_frame_folder(path: Path) -> bool:
-    """A folder holding denseflow-style frames or flow images (``img_*`` or ``flow_x_*``)."""
+    """A rawframes folder: ``img_*`` frames or flow images (``flow_x_*``, mmaction2's ``x_*``) inside."""
     try:
-        return path.is_dir() and any(
-            p.name.startswith((FRAME_PREFIX, FLOW_X_PREFIX)) and p.suffix.lower() in IMAGE_EXTENSIONS
-            for p in path.iterdir()
-        )
-    except OSError:
+        if not path.is_dir():
+            return False
+        listing = list_frames(path)
+    except (OSError, InputError):
         return False
+    return listing.rawframes or listing.flow_images > 0
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -362,7 +360,7 @@ def load_rawframes(
         records, classes, skipped = _parse_list(Path(list_file), root, "frames", classes, on_missing)
         for record in records:
             if not is_frame_folder(record.path):
-                raise InputError(record.path, "not a frame folder (no img_*.jpg or flow_x_*.jpg inside)")
+                raise InputError(record.path, "not a frame folder (no img_*, flow_x_* or x_* images inside)")
         return VideoSet(records, classes, root, "rawframes", None, skipped)
     class_dirs = _class_folders(root)
     classes = [p.name for p in class_dirs]
@@ -372,7 +370,7 @@ def load_rawframes(
             if is_frame_folder(video):
                 records.append(VideoRecord(video, label, f"{class_dir.name}/{video.name}", "frames"))
     if not records:
-        raise InputError(root, "no <class>/<video>/ folders with img_*.jpg or flow_x_*.jpg inside")
+        raise InputError(root, "no <class>/<video>/ folders with img_*, flow_x_* or x_* images inside")
     return VideoSet(records, classes, root, "rawframes")
 
 

@@ -4,12 +4,14 @@ read through one interface whatever produced them.
 Sources (``SourceSpec.kind``):
 
 - ``ours``, ``tvl1``, ``dis``, ``dis-fast``, ``farneback``: motion estimated from the decoded frames, once per
-  video, and cached on disk in the denseflow layout (``CACHE/<key>/<video name>/flow_x_00001.jpg`` ...,
-  ``.done`` written last with the measured extraction time), so later epochs, seeds and runs only read it.
+  video by ``scattermotion extract``'s own path and cached on disk in its denseflow layout
+  (``CACHE/<key>/<video name>/flow_x_00001.jpg`` ..., its ``.done`` marker written last with the measured
+  timings), so later epochs, seeds and runs only read it.
   The cache key names the method, its weights (hashed), the frame size and the bound.
-- ``precomputed``: flow folders already on disk in the denseflow layout (``scattermotion extract``,
-  denseflow, MMAction ``rawframes``): ``DIR/<video name>/flow_x_%05d.jpg``, or the video's own frame folder
-  when no DIR is given.
+- ``precomputed``: flow folders already on disk (``scattermotion extract``, denseflow, mmaction2
+  ``rawframes``): ``DIR/<video name>/flow_x_%05d.jpg`` + ``flow_y_`` or mmaction2's ``x_%05d.jpg`` +
+  ``y_``, numbered from 1 or (denseflow since 2019) from 0; or the video's own frame folder when no DIR is
+  given.
 - ``rgbdiff``: RGB difference of adjacent frames (TSN's RGB-diff motion stand-in), 3 channels per map.
 - ``rgb``: the frames themselves (the appearance stream).
 
@@ -21,38 +23,34 @@ RGB frames are in [0, 1]; RGB differences in [-1, 1].
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import time
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
 
 from scattermotion.action.datasets import VideoRecord
-from scattermotion.data.video import open_video, read_image, resize_frame
+from scattermotion.data.frame_cache import ByteLRU, FrameCache
 from scattermotion.errors import InputError
-from scattermotion.inputs import FrameFolderSource
-from scattermotion.io.atomic import write_json_atomic
+from scattermotion.extract import ExtractOptions, extract_item, is_done, read_done, source_fingerprint
+from scattermotion.inputs import InputItem
 from scattermotion.io.flow_jpeg import (
     DEFAULT_BOUND,
-    X_NAME,
-    Y_NAME,
+    FlowImageSeries,
+    find_flow_images,
     read_flow_component,
     uint8_to_flow,
-    write_flow_jpeg,
 )
 from scattermotion.methods import MOTION_SOURCES
 
 PRECOMPUTED = "precomputed"
 SOURCE_KINDS = (*MOTION_SOURCES, PRECOMPUTED, "rgbdiff", "rgb")
-DONE_MARKER = ".done"
 DEFAULT_MOTION_LENGTH = 5  # maps per snippet: 5 flow maps -> 10 channels (TSN)
-FRAME_CACHE_BYTES = 512 * 2**20  # decoded short videos kept in memory per reader
+FRAME_CACHE_BYTES = 512 * 2**20  # decoded short videos kept in memory per source
+FRAME_CACHE_ENTRY_BYTES = FRAME_CACHE_BYTES // 8  # a longer video is streamed instead of flushing the cache
 FLOW_CACHE_BYTES = 512 * 2**20  # decoded flow images kept in memory per source
 
 
@@ -147,117 +145,12 @@ class ExtractionStats:
         return 1000.0 * self.seconds / self.pairs if self.pairs else 0.0
 
 
-# ---- memory ---------------------------------------------------------------------------------------------
-
-
-class MemoryCache:
-    """Arrays by key, least recently used dropped first once they hold more than ``max_bytes``."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[object, np.ndarray] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: object) -> np.ndarray | None:
-        item = self._items.get(key)
-        if item is not None:
-            self._items.move_to_end(key)
-        return item
-
-    def put(self, key: object, item: np.ndarray) -> np.ndarray:
-        if key in self._items:
-            self._bytes -= self._items.pop(key).nbytes
-        self._items[key] = item
-        self._bytes += item.nbytes
-        while self._bytes > self.max_bytes and len(self._items) > 1:
-            _, dropped = self._items.popitem(last=False)
-            self._bytes -= dropped.nbytes
-        return item
-
-
-# ---- frames ------------------------------------------------------------------------------------------------
-
-
-class FrameReader:
-    """Decoded frames of videos and frame folders, resized to ``short_side``; counts are remembered.
-
-    Short videos are decoded whole once and kept in a least-recently-used memory cache of ``cache_bytes``
-    (decoding a small clip costs far more than reading it back; every epoch reads every video again);
-    long ones are streamed up to the last frame asked for.
-    """
-
-    def __init__(self, short_side: int | None = None, cache_bytes: int = FRAME_CACHE_BYTES):
-        self.short_side = short_side
-        self.cache_bytes = cache_bytes
-        self._counts: dict[Path, int] = {}
-        self._cache = MemoryCache(cache_bytes)
-        self._streamed: set[Path] = set()  # videos too long to keep in memory
-
-    def count(self, record: VideoRecord) -> int:
-        if record.path not in self._counts:
-            if record.kind == "frames":
-                self._counts[record.path] = FrameFolderSource(record.path).frame_count
-            else:
-                self._counts[record.path] = open_video(record.path).frame_count
-        return self._counts[record.path]
-
-    def read_all(self, record: VideoRecord) -> list[np.ndarray]:
-        cached = self._cache.get(record.path)
-        if cached is not None:
-            return list(cached)
-        if record.kind == "frames":
-            frames = list(FrameFolderSource(record.path, short_side=self.short_side).frames())
-        else:
-            frames = list(open_video(record.path, short_side=self.short_side).frames())
-        if not frames:
-            raise InputError(record.path, "no frames could be decoded")
-        self._counts[record.path] = len(frames)
-        return frames
-
-    def read(self, record: VideoRecord, indices: Sequence[int]) -> list[np.ndarray]:
-        """Frames at ``indices`` (repeats allowed; past the end means the last frame)."""
-        cached = self._cached(record)
-        if cached is not None:
-            last = len(cached) - 1
-            return [cached[min(int(i), last)] for i in indices]
-        wanted = sorted(set(int(i) for i in indices))
-        if record.kind == "frames":
-            folder = FrameFolderSource(record.path, short_side=self.short_side)
-            last = folder.frame_count - 1
-            size = (folder.width, folder.height)
-            got = {i: resize_frame(read_image(folder.files[min(i, last)]), size) for i in wanted}
-        else:
-            source = open_video(record.path, short_side=self.short_side)
-            got = {}
-            index = -1
-            for index, frame in enumerate(source.frames(stop=wanted[-1] + 1)):
-                if index in wanted:
-                    got[index] = frame
-            if not got:
-                raise InputError(record.path, "no frames could be decoded")
-            last = max(got)
-            if last < wanted[-1]:  # the container promised more frames than decode: remember the truth
-                self._counts[record.path] = index + 1
-            got.update({i: got[last] for i in wanted if i > last})
-        return [got[int(i)] for i in indices]
-
-    def _cached(self, record: VideoRecord) -> np.ndarray | None:
-        """The whole decoded video from memory, decoding it first if it is small enough to keep."""
-        cached = self._cache.get(record.path)
-        if cached is not None or record.path in self._streamed:
-            return cached
-        if record.kind == "frames":
-            source = FrameFolderSource(record.path, short_side=self.short_side)
-        else:
-            source = open_video(record.path, short_side=self.short_side)
-        size = source.frame_count * source.width * source.height * 3
-        if size > self.cache_bytes // 8:  # a long video: stream it instead of flushing the cache
-            self._streamed.add(record.path)
-            return None
-        return self._cache.put(record.path, np.stack(self.read_all(record)))
-
-
 # ---- sources -----------------------------------------------------------------------------------------------
+
+
+def frame_cache(spec: SourceSpec) -> FrameCache:
+    """The decoded-frame cache of one source."""
+    return FrameCache(FRAME_CACHE_BYTES, spec.short_side, max_entry_bytes=FRAME_CACHE_ENTRY_BYTES)
 
 
 class MapSource(ABC):
@@ -292,13 +185,13 @@ class RGBSource(MapSource):
 
     def __init__(self, spec: SourceSpec):
         super().__init__(spec)
-        self.frames = FrameReader(spec.short_side)
+        self.frames = frame_cache(spec)
 
     def count(self, record: VideoRecord) -> int:
-        return self.frames.count(record)
+        return self.frames.count(record.path)
 
     def read(self, record: VideoRecord, indices: Sequence[int]) -> np.ndarray:
-        frames = self.frames.read(record, indices)
+        frames = self.frames.read(record.path, indices)
         return np.stack(frames).astype(np.float32) * np.float32(1.0 / 255.0)
 
 
@@ -307,26 +200,28 @@ class RGBDiffSource(MapSource):
 
     def __init__(self, spec: SourceSpec):
         super().__init__(spec)
-        self.frames = FrameReader(spec.short_side)
+        self.frames = frame_cache(spec)
 
     def count(self, record: VideoRecord) -> int:
-        return max(self.frames.count(record) - 1, 1)
+        return max(self.frames.count(record.path) - 1, 1)
 
     def read(self, record: VideoRecord, indices: Sequence[int]) -> np.ndarray:
         indices = [int(i) for i in indices]
-        frames = self.frames.read(record, indices + [i + 1 for i in indices])
+        frames = self.frames.read(record.path, indices + [i + 1 for i in indices])
         first = np.stack(frames[: len(indices)]).astype(np.float32)
         second = np.stack(frames[len(indices) :]).astype(np.float32)
         return (second - first) * np.float32(1.0 / 255.0)
 
 
 class FlowFolderSource(MapSource):
-    """Motion stored as denseflow JPEGs: ``folder_of(record)/flow_x_%05d.jpg`` + ``flow_y``, 1-based."""
+    """Motion stored as flow JPEGs in ``folder_of(record)``: denseflow's ``flow_x_N.jpg`` + ``flow_y_N.jpg``
+    or mmaction2's ``x_N.jpg`` + ``y_N.jpg``, numbered from 0 or from 1
+    (:func:`scattermotion.io.flow_jpeg.find_flow_images`)."""
 
     def __init__(self, spec: SourceSpec):
         super().__init__(spec)
-        self._counts: dict[str, int] = {}
-        self._levels = MemoryCache(FLOW_CACHE_BYTES)
+        self._series: dict[str, FlowImageSeries] = {}
+        self._levels = ByteLRU(FLOW_CACHE_BYTES)
 
     def folder_of(self, record: VideoRecord) -> Path:
         if self.spec.folder is not None:
@@ -337,26 +232,23 @@ class FlowFolderSource(MapSource):
             record.path, "precomputed motion needs a flow folder (precomputed:DIR) for video files"
         )
 
+    def series(self, record: VideoRecord) -> FlowImageSeries:
+        if record.name not in self._series:
+            self._series[record.name] = find_flow_images(self.folder_of(record))
+        return self._series[record.name]
+
     def count(self, record: VideoRecord) -> int:
-        if record.name not in self._counts:
-            folder = self.folder_of(record)
-            count = 0
-            while (folder / X_NAME.format(count + 1)).is_file():
-                count += 1
-            if count == 0:
-                raise InputError(folder, "no flow_x_00001.jpg here (expected denseflow flow images)")
-            self._counts[record.name] = count
-        return self._counts[record.name]
+        return self.series(record).count
 
     def read(self, record: VideoRecord, indices: Sequence[int]) -> np.ndarray:
-        folder = self.folder_of(record)
+        series = self.series(record)
         bound = self.spec.bound
         maps = []
         for i in indices:
-            key = (str(folder), int(i))
+            key = (str(series.folder), int(i))
             levels = self._levels.get(key)
             if levels is None:  # the 8-bit images as stored: 4x smaller in memory than the float map
-                x_path, y_path = folder / X_NAME.format(int(i) + 1), folder / Y_NAME.format(int(i) + 1)
+                x_path, y_path = series.paths(int(i))
                 x_u8, y_u8 = read_flow_component(x_path), read_flow_component(y_path)
                 if x_u8.shape != y_u8.shape:
                     raise InputError(y_path, f"size {y_u8.shape[::-1]} differs from {x_path.name}")
@@ -380,30 +272,22 @@ class FlowFolderSource(MapSource):
 
 
 class EstimatedFlowSource(FlowFolderSource):
-    """Motion from an estimator, computed once per video into a denseflow-layout cache."""
+    """Motion from an estimator, computed once per video into a denseflow-layout cache by ``extract``'s own
+    path (:func:`scattermotion.extract.extract_item`: frames streamed, files written atomically, its done
+    marker last), so a cache entry is exactly what ``scattermotion extract`` would write."""
 
     def __init__(self, spec: SourceSpec, cache_dir: str | os.PathLike):
         super().__init__(spec)
         self.cache_dir = Path(cache_dir) / cache_key(spec)
-        self.frames = FrameReader(spec.short_side)
         self._estimator = None
 
     def folder_of(self, record: VideoRecord) -> Path:
         return self.cache_dir / record.name
 
-    def count(self, record: VideoRecord) -> int:
-        return self._ensure(record)
-
-    def read(self, record: VideoRecord, indices: Sequence[int]) -> np.ndarray:
-        self._ensure(record)
-        return super().read(record, indices)
-
-    def _ensure(self, record: VideoRecord) -> int:
-        """Compute the video's motion unless a current cache entry exists; returns its number of maps."""
-        if record.name not in self._counts:
-            marker = self._marker(record) or self._compute(record)
-            self._counts[record.name] = int(marker["maps"])
-        return self._counts[record.name]
+    def series(self, record: VideoRecord) -> FlowImageSeries:
+        if record.name not in self._series:
+            self._marker(record) or self._compute(record)
+        return super().series(record)
 
     def prepare(
         self, records: Sequence[VideoRecord], progress: Callable[[int, int], None] | None = None
@@ -417,64 +301,61 @@ class EstimatedFlowSource(FlowFolderSource):
             else:
                 stats.reused += 1
             stats.clips += 1
-            stats.pairs += int(marker["maps"])
-            stats.seconds += float(marker["seconds"])
+            stats.pairs += int(marker["pairs"])
+            stats.seconds += float(marker.get("timings", {}).get("model", 0.0))
             if progress is not None:
                 progress(done, len(records))
         return stats
 
     # ---- cache ----------------------------------------------------------------------------------------
 
+    def _options(self) -> ExtractOptions:
+        spec = self.spec
+        return ExtractOptions(
+            out_dir=self.cache_dir,
+            format="jpg",
+            method=spec.kind,
+            weights=Path(spec.weights) if spec.weights else None,
+            bound=spec.bound,
+            short_side=spec.short_side,
+            device=spec.device,
+            min_side=spec.min_side,
+            progress=False,
+        )
+
     @staticmethod
-    def _video_stamp(record: VideoRecord) -> list:
-        stat = record.path.stat()
-        return [stat.st_size, stat.st_mtime_ns] if record.path.is_file() else [stat.st_mtime_ns]
+    def _item(record: VideoRecord) -> InputItem:
+        return InputItem(record.path, record.kind, PurePosixPath(record.name))
 
     def _marker(self, record: VideoRecord) -> dict | None:
-        """The cache marker of a complete, current cache entry; None when it must be (re)computed."""
-        path = self.folder_of(record) / DONE_MARKER
-        try:
-            marker = json.loads(path.read_text())
-        except (OSError, ValueError):
+        """The done marker of a complete, current cache entry; None when it must be (re)computed."""
+        folder = self.folder_of(record)
+        if not is_done(folder, self._options().settings(), source_fingerprint(self._item(record))):
             return None
-        if marker.get("video") != self._video_stamp(record):
-            return None
-        return marker
+        return read_done(folder)
 
     def _compute(self, record: VideoRecord) -> dict:
-        frames = self.frames.read_all(record)
-        if len(frames) < 2:
-            raise InputError(record.path, f"has {len(frames)} frame; motion needs at least 2")
-        estimator = self._get_estimator(frames[0])
-        start = time.perf_counter()
-        flows = estimator.estimate_clip(frames)
-        seconds = time.perf_counter() - start
-        folder = self.folder_of(record)
-        (folder / DONE_MARKER).unlink(missing_ok=True)
-        self._levels = MemoryCache(FLOW_CACHE_BYTES)  # nothing read before this may be served again
-        for index, flow in enumerate(flows, start=1):
-            write_flow_jpeg(folder, index, flow, self.spec.bound)
-        marker = {
-            "maps": len(flows),
-            "seconds": seconds,
-            "video": self._video_stamp(record),
-            "size": [frames[0].shape[1], frames[0].shape[0]],
-            "source": self.spec.to_dict(),
-        }
-        write_json_atomic(folder / DONE_MARKER, marker)
-        self._counts[record.name] = len(flows)
+        self._levels = ByteLRU(FLOW_CACHE_BYTES)  # nothing read before this may be served again
+        self._series.pop(record.name, None)
+        result = extract_item(self._item(record), self._get_estimator(record), self._options())
+        marker = read_done(self.folder_of(record)) if result.status == "done" else None
+        if marker is None:
+            raise InputError(None, result.reason or f"{record.path}: motion extraction failed")
         return marker
 
-    def _get_estimator(self, frame: np.ndarray):
+    def _get_estimator(self, record: VideoRecord):
         """Build the estimator once and warm it up untimed (first-call allocations are not extraction)."""
         if self._estimator is None:
+            from scattermotion.data.video import open_video
             from scattermotion.estimator import get_estimator
 
             weights = self.spec.weights if self.spec.kind == "ours" else None
             self._estimator = get_estimator(
                 self.spec.kind, weights=weights, device=self.spec.device, min_side=self.spec.min_side
             )
-            self._estimator.estimate(frame, frame)
+            frame = next(open_video(record.path, short_side=self.spec.short_side).frames(stop=1), None)
+            if frame is not None:
+                self._estimator.estimate(frame, frame)
         return self._estimator
 
 

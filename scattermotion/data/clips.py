@@ -12,10 +12,11 @@ augmentation from ``np.random.default_rng([seed, rank, index])``. So the data do
 DataLoader workers, a resumed run continues with exactly the clips it would have seen, and every rank of a
 distributed run draws its own clips.
 
-**Decoding is lazy.** Frame folders are read image by image, only the T frames of a clip. A video is decoded
-once at training scale and kept in a per-process LRU cache bounded in bytes (each DataLoader worker has its
-own); a video too large for the cache on its own is streamed for every clip (decoded from its start up to
-the clip: slow for long videos, but memory stays bounded).
+**Decoding is lazy**, through :class:`scattermotion.data.frame_cache.FrameCache`: frame folders are read image
+by image, only the T frames of a clip. A video is decoded once at training scale and kept in a per-process
+LRU cache bounded in bytes (each DataLoader worker has its own); a video too large for the cache on its own
+is streamed for every clip (decoded from its start up to the clip: slow for long videos, but memory stays
+bounded).
 
 **Synthetic clips** (:class:`~scattermotion.data.synthetic.SyntheticClips`) come with exact ground truth.
 Training draws them from seeds disjoint from every evaluation set; :class:`MixedClipDataset` mixes them in
@@ -30,7 +31,6 @@ import dataclasses
 import json
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +41,10 @@ import torch
 from torch.utils.data import Dataset
 
 from scattermotion.augment import AugmentConfig, augment_clip
+from scattermotion.data.frame_cache import FrameCache
 from scattermotion.data.scenecut import detect_scene_cuts, sample_clip_starts, shots
 from scattermotion.errors import InputError
-from scattermotion.inputs import FrameFolderSource, InputItem, expand_inputs, open_source
+from scattermotion.inputs import InputItem, expand_inputs, open_source
 from scattermotion.io.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -146,84 +147,6 @@ def scan_videos(
     return entries
 
 
-# ---- decoding: a bounded cache of whole videos -------------------------------------------------------------
-
-
-class FrameStore:
-    """Decoded videos at training scale in an LRU cache of at most ``budget_bytes`` (per process).
-
-    Frame folders are never cached (reading T images is cheap); a video larger than the whole budget is
-    streamed for every clip.
-    """
-
-    def __init__(self, budget_bytes: int, short_side: int | None = None):
-        self.budget_bytes = int(budget_bytes)
-        self.short_side = short_side
-        self._videos: OrderedDict[Path, np.ndarray] = OrderedDict()
-        self.cached_bytes = 0
-        self.streamed_reads = 0  # clips read without the cache (for tests and logging)
-
-    def clip(self, entry: VideoEntry, start: int, length: int, step: int = 1) -> np.ndarray:
-        """Frames ``start, start + step, ...`` (``length`` of them) of ``entry`` as ``T×H×W×3 uint8``."""
-        if entry.item.kind == "frames":
-            return self._read_folder(entry, start, length, step)
-        if entry.frame_count * entry.frame_bytes > self.budget_bytes:
-            self.streamed_reads += 1
-            return self._stream(entry, start, length, step)
-        video = self._cached(entry)
-        span = (length - 1) * step + 1
-        start = min(start, len(video) - span)  # the file held fewer frames than scanned: stay inside it
-        if start < 0:
-            raise InputError(entry.item.source, f"has {len(video)} frames, too few for a {span}-frame clip")
-        return video[start : start + span : step]
-
-    def _cached(self, entry: VideoEntry) -> np.ndarray:
-        key = entry.item.source
-        video = self._videos.get(key)
-        if video is not None:
-            self._videos.move_to_end(key)
-            return video
-        video = self._decode_all(entry)
-        while self._videos and self.cached_bytes + video.nbytes > self.budget_bytes:
-            _, evicted = self._videos.popitem(last=False)
-            self.cached_bytes -= evicted.nbytes
-        self._videos[key] = video
-        self.cached_bytes += video.nbytes
-        return video
-
-    def _decode_all(self, entry: VideoEntry) -> np.ndarray:
-        """The whole video in one preallocated array (no list of frames: peak memory is the array)."""
-        video = np.empty((entry.frame_count, entry.height, entry.width, 3), dtype=np.uint8)
-        count = 0
-        for frame in open_source(entry.item, short_side=self.short_side).frames():
-            if count == len(video):
-                break
-            video[count] = frame
-            count += 1
-        return video[:count]
-
-    def _stream(self, entry: VideoEntry, start: int, length: int, step: int) -> np.ndarray:
-        source = open_source(entry.item, short_side=self.short_side)
-        frames = []
-        for frame in source.frames(start=start, step=step):
-            frames.append(frame)
-            if len(frames) == length:
-                break
-        if len(frames) < length:
-            raise InputError(entry.item.source, f"video ended before the {length}-frame clip at {start}")
-        return np.stack(frames)
-
-    def _read_folder(self, entry: VideoEntry, start: int, length: int, step: int) -> np.ndarray:
-        source = open_source(entry.item, short_side=self.short_side)
-        assert isinstance(source, FrameFolderSource)
-        frames = []
-        for frame in source.frames(start=start, step=step):
-            frames.append(frame)
-            if len(frames) == length:
-                break
-        return np.stack(frames)
-
-
 # ---- samples -----------------------------------------------------------------------------------------------
 
 
@@ -289,7 +212,7 @@ class VideoClipDataset(Dataset):
         self.sampling = sampling
         self.seed, self.rank, self.length = int(seed), int(rank), int(length)
         self.cache_bytes, self.short_side = int(cache_bytes), short_side
-        self._store: FrameStore | None = None
+        self._store: FrameCache | None = None
         self._store_pid = -1
         # Per frame step: the valid clip starts of every video and their running totals.
         self._starts: dict[int, list[np.ndarray]] = {}
@@ -315,9 +238,9 @@ class VideoClipDataset(Dataset):
         return self._cumulative[step][-1]
 
     @property
-    def store(self) -> FrameStore:
+    def store(self) -> FrameCache:
         if self._store is None or self._store_pid != os.getpid():  # one cache per DataLoader worker
-            self._store = FrameStore(self.cache_bytes, self.short_side)
+            self._store = FrameCache(self.cache_bytes, self.short_side)
             self._store_pid = os.getpid()
         return self._store
 
@@ -341,7 +264,7 @@ class VideoClipDataset(Dataset):
         rng = self._rng(index)
         plan = self._draw_plan(rng)
         sampling = self.sampling
-        raw = self.store.clip(self.entries[plan.video], plan.start, sampling.clip_len, plan.step)
+        raw = self.store.clip(self.entries[plan.video].item.source, plan.start, sampling.clip_len, plan.step)
         frames, _ = augment_clip(raw, rng, sampling.augment, crop_size=sampling.crop_size)
         return make_sample(frames, None, index, synthetic=False)
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from scattermotion.data import fetched
 from scattermotion.data.synthetic import SyntheticClips
+from scattermotion.data.video import read_image
 from scattermotion.errors import InputError
-from scattermotion.inputs import read_image
 from scattermotion.io.flo import read_flo
 from scattermotion.io.kitti import read_kitti
 

@@ -2,8 +2,9 @@
 
 Every source yields frames one at a time as ``H×W×3 uint8 RGB`` NumPy arrays (never the whole video in
 memory), optionally resized. Video files are decoded with PyAV (FFmpeg, frame-threaded); a file PyAV cannot
-open is tried with OpenCV's ``cv2.VideoCapture``. A folder of images (``.jpg .jpeg .png .bmp .tif .tiff``) is
-read in natural order (``img_2`` before ``img_10``).
+open is tried with OpenCV's ``cv2.VideoCapture``. A folder of images is read in natural order (``img_2``
+before ``img_10``), its frames chosen by :mod:`scattermotion.data.frame_folder` (the flow images of a
+denseflow / mmaction2 rawframes folder are left out).
 
 Bad input raises :class:`~scattermotion.errors.InputError` naming the file: a missing path, an empty file, a
 file that is not a video, a video without a video stream, an empty folder, an unreadable image, too few frames
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +29,13 @@ import av.error
 import cv2
 import numpy as np
 
+from scattermotion.data.frame_folder import frame_files
+from scattermotion.data.frame_folder import natural_key as natural_key  # re-exported: its old home
 from scattermotion.errors import InputError
 from scattermotion.io import checks
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DEFAULT_FOLDER_FPS = 25.0
 # read_all() refuses to build one array larger than this unless max_frames bounds it.
 READ_ALL_MAX_BYTES = 4 * 2**30
@@ -89,11 +90,6 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return frame
     shrinking = size[0] <= frame.shape[1] and size[1] <= frame.shape[0]
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
-def natural_key(name: str) -> list:
-    """Sort key that orders embedded numbers by value: ``frame2.png`` before ``frame10.png``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 # ---- the common interface ------------------------------------------------------------------------------
@@ -358,26 +354,20 @@ def read_image(path: Path) -> np.ndarray:
 
 
 class FolderVideoSource(VideoSource):
-    """A folder of frame images in natural order. ``frame_count`` is exact; ``fps`` is given or 25.
+    """A folder of frame images (:func:`scattermotion.data.frame_folder.frame_files`: natural order, flow
+    images left out). ``frame_count`` is exact; ``fps`` is given or 25.
 
     Every image must have the size of the first; an unreadable image raises ``InputError`` naming it when
     it is reached (or ends the stream with ``on_error="stop"``).
     """
 
-    def __init__(self, path: Path, on_error: OnError, fps: float | None):
-        self.path = path
+    def __init__(self, path: Path, on_error: OnError = "raise", fps: float | None = None):
+        self.path = Path(path)
         self.on_error = on_error
         self.fps = float(fps) if fps else DEFAULT_FOLDER_FPS
-        try:
-            entries = list(path.iterdir())
-        except OSError as err:
-            raise InputError(path, f"cannot list folder: {err.strerror or err}") from err
-        self.files = sorted(
-            (p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")),
-            key=lambda p: natural_key(p.name),
-        )
+        self.files = frame_files(self.path)
         if not self.files:
-            raise InputError(path, f"folder holds no frame images ({' '.join(IMAGE_EXTENSIONS)})")
+            raise InputError(self.path, "folder holds no frame images")
         first = read_image(self.files[0])
         self.source_height, self.source_width = first.shape[:2]
 

@@ -21,6 +21,7 @@ from scattermotion.io.visualize import (
     flow_to_color,
     make_strip,
     sequence_max_flow,
+    write_jpeg,
     write_png,
 )
 
@@ -76,5 +77,6 @@ __all__ = [
     "write_flow_jpeg",
     "write_kitti",
     "write_npy",
+    "write_jpeg",
     "write_png",
 ]

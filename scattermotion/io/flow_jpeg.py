@@ -3,13 +3,20 @@
 
 Each component is clipped to [-bound, bound] and mapped linearly to 0..255, rounded, as denseflow's
 ``convertFlowToImage`` does, so 0 px becomes 128 (and unknown NaN flow is written as 128 too).
-Indices are 1-based like denseflow's ``writeImages`` (``i + 1``) and the TSN / MMAction loaders
-(``start_index=1``): the flow from frame k to k+1 (k counted from 1) is ``flow_x_%05d.jpg % k``.
+Indices are 1-based, as the TSN and mmaction2 loaders expect by default (``start_index=1``) and as the
+original dense_flow and mmaction2's ``flow_extraction.py`` write them: the flow from frame k to k+1 (k
+counted from 1) is ``flow_x_%05d.jpg % k``. (open-mmlab's denseflow has counted from 0 since 2019,
+``flow_x_00000.jpg``; mmaction2 then needs ``start_index=0``.)
+
+Reading, :func:`find_flow_images` accepts both naming styles (``flow_x_``/``flow_y_`` of denseflow and
+``x_``/``y_`` of mmaction2's ``flow_extraction.py``) and both numberings (from 0 or from 1).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -23,6 +30,9 @@ DEFAULT_BOUND = 20.0
 FIRST_INDEX = 1
 X_NAME = "flow_x_{:05d}.jpg"
 Y_NAME = "flow_y_{:05d}.jpg"
+# (x, y) prefixes of the flow image naming styles: denseflow and ours, then mmaction2's flow_extraction.py.
+FLOW_IMAGE_PREFIXES = (("flow_x_", "flow_y_"), ("x_", "y_"))
+_FLOW_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # denseflow writes PNG with --saveType png
 
 
 def flow_to_uint8(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +68,7 @@ def write_flow_jpeg(
     """Write ``flow_x_{index:05d}.jpg`` and ``flow_y_{index:05d}.jpg`` into ``out_dir`` (created if needed),
     each atomically. Returns their paths."""
     if index < 0:
-        raise ValueError(f"index must be non-negative (denseflow counts from {FIRST_INDEX}), got {index}")
+        raise ValueError(f"index must be non-negative, got {index}")
     if not 0 <= quality <= 100:
         raise ValueError(f"JPEG quality must be in 0..100, got {quality}")
     x_u8, y_u8 = flow_to_uint8(flow, bound)
@@ -91,3 +101,58 @@ def read_flow_jpeg(
         x_name = Path(x_path).name
         raise InputError(y_path, f"size {y_u8.shape[::-1]} differs from {x_name} {x_u8.shape[::-1]}")
     return uint8_to_flow(x_u8, y_u8, bound)
+
+
+@dataclass(frozen=True)
+class FlowImageSeries:
+    """The flow image pairs of one folder: map ``i`` (0-based) is ``paths(i)``, for ``i < count``."""
+
+    folder: Path
+    x_files: tuple[Path, ...]
+    y_files: tuple[Path, ...]
+    first_index: int  # the number in the first file's name: 0 (denseflow since 2019) or 1
+
+    @property
+    def count(self) -> int:
+        return len(self.x_files)
+
+    def paths(self, i: int) -> tuple[Path, Path]:
+        return self.x_files[i], self.y_files[i]
+
+
+def find_flow_images(folder: str | os.PathLike) -> FlowImageSeries:
+    """The consecutive ``flow_x_N``/``flow_y_N`` (or ``x_N``/``y_N``) images of ``folder`` from the lowest
+    N (0 or 1); ``InputError`` when the folder holds none."""
+    folder = Path(folder)
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.is_file()]
+    except OSError as err:
+        raise InputError(folder, f"cannot list folder: {err.strerror or err}") from err
+    for x_prefix, y_prefix in FLOW_IMAGE_PREFIXES:
+        xs, ys = _numbered(names, x_prefix), _numbered(names, y_prefix)
+        if not xs:
+            continue
+        first = min(xs)
+        x_files, y_files = [], []
+        while first + len(x_files) in xs and first + len(x_files) in ys:
+            index = first + len(x_files)
+            x_files.append(folder / xs[index])
+            y_files.append(folder / ys[index])
+        if not x_files:
+            raise InputError(folder, f"{xs[first]} has no {y_prefix} partner")
+        return FlowImageSeries(folder, tuple(x_files), tuple(y_files), first)
+    raise InputError(
+        folder, "no flow_x_*.jpg / x_*.jpg images here (expected denseflow or mmaction2 flow images)"
+    )
+
+
+def _numbered(names: list[str], prefix: str) -> dict[int, str]:
+    """``{N: name}`` for the names ``<prefix>N.<jpg|jpeg|png>``."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)$")
+    found = {}
+    for name in names:
+        stem, suffix = os.path.splitext(name)
+        match = pattern.match(stem)
+        if match and suffix.lower() in _FLOW_IMAGE_SUFFIXES:
+            found.setdefault(int(match.group(1)), name)
+    return found

@@ -114,11 +114,20 @@ def color_wheel_legend(size: int = 128) -> np.ndarray:
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     """Write an H×W×3 uint8 RGB (or H×W grayscale) image as PNG, atomically."""
+    _write_image(path, rgb, ".png", [])
+
+
+def write_jpeg(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:
+    """Write an H×W×3 uint8 RGB (or H×W grayscale) image as JPEG, atomically."""
+    _write_image(path, rgb, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+
+
+def _write_image(path: str | os.PathLike, rgb: np.ndarray, suffix: str, params: list[int]) -> None:
     rgb = as_rgb(rgb)
-    ok, png = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    ok, data = cv2.imencode(suffix, np.ascontiguousarray(rgb[:, :, ::-1]), params)
     if not ok:
-        raise RuntimeError(f"OpenCV could not encode {path} as PNG")
-    write_bytes_atomic(path, png.tobytes())
+        raise RuntimeError(f"OpenCV could not encode {path} as {suffix[1:].upper()}")
+    write_bytes_atomic(path, data.tobytes())
 
 
 def make_strip(
