@@ -96,14 +96,14 @@ def test_grayscale_equals_rgb_with_equal_channels(est):
 )
 def test_bad_frames_rejected(est, bad, message):
     good = _frames(1)[0]
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):  # one frame check, one error type for every method
         est.estimate(good, bad)
 
 
 def test_clip_needs_two_frames(est):
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(InputError, match="at least 2"):
         est.estimate_clip(_frames(1))
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(InputError, match="at least 2"):
         list(est.estimate_stream(iter([])))
 
 
