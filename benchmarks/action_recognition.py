@@ -43,6 +43,7 @@ from scattermotion.data.video import open_video
 from scattermotion.estimator import DEFAULT_WEIGHTS
 from scattermotion.io.atomic import write_bytes_atomic, write_json_atomic
 from scattermotion.methods import MOTION_SOURCES, method_label
+from scattermotion.threads import set_threads
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SOURCES = ("ours", "tvl1", "dis", "rgbdiff")
@@ -82,12 +83,6 @@ def rgbdiff_ms_per_clip(records, short_side: int | None) -> float:
         _ = (frames[1:] - frames[:-1]) * np.float32(1.0 / 255.0)
         seconds += time.perf_counter() - start
     return 1000.0 * seconds / len(records)
-
-
-def set_threads(threads: int) -> None:
-    """Same thread count for every method (OpenCV's and torch's pools), oversubscription avoided."""
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
 
 
 def per_class_accuracy(runs: list[np.ndarray], labels: list[int], classes: list[str]) -> dict[str, float]:

@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import torch
 
 from scattermotion.data.fetched import ensure_data, real_video
@@ -27,6 +26,7 @@ from scattermotion.evaluate import machine_info
 from scattermotion.extract import ExtractOptions, extract
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.methods import build_estimators, method_label
+from scattermotion.threads import set_threads
 
 RESULTS = Path(__file__).resolve().parent / "results" / "extract_speed.json"
 VIDEOS = ("vtest", "bikes")
@@ -90,9 +90,7 @@ def main() -> int:
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if args.threads is not None:  # the same budget for every method
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
+    set_threads(args.threads)  # the same budget for every method
 
     ensure_data()
     rows = []

@@ -134,10 +134,10 @@ def main() -> None:
 
     print(f"Frame pairs/s (best of {args.repeats}); clips of T={CLIP_LEN} (3 pairs/forward), batch 1; "
           f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}\n")  # fmt: skip
-    print("| H×W | threads | PyTorch pairs/s | onnxruntime pairs/s | ORT / PyTorch | max abs Δflow (px) |")
+    print("| W×H | threads | PyTorch pairs/s | onnxruntime pairs/s | ORT / PyTorch | max abs Δflow (px) |")
     print("|---|---|---|---|---|---|")
     for torch_row, ort_row in zip(rows[::2], rows[1::2], strict=True):
-        print(f"| {torch_row['height']}×{torch_row['width']} | {torch_row['threads']} | "
+        print(f"| {torch_row['width']}×{torch_row['height']} | {torch_row['threads']} | "
               f"{torch_row['pairs_per_s']:.1f} | {ort_row['pairs_per_s']:.1f} | "
               f"{ort_row['pairs_per_s'] / torch_row['pairs_per_s']:.2f}× | "
               f"{ort_row['max_flow_diff_px']:.1e} |")  # fmt: skip

@@ -16,12 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 from scattermotion.data.fetched import ensure_data
 from scattermotion.evaluate import machine_info
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.precision import cpu_bf16_flags
+from scattermotion.threads import set_threads
 from scattermotion.training.speed import (
     OPTIMISATIONS,
     VIDEOS,
@@ -43,10 +42,7 @@ def main() -> int:
     args = parser.parse_args()
 
     ensure_data()
-    torch.set_num_threads(args.threads)
-    import cv2
-
-    cv2.setNumThreads(args.threads)
+    set_threads(args.threads)
     bf16 = bool(cpu_bf16_flags())
     available = [o for o in OPTIMISATIONS if o != "bf16" or bf16]
     variants = [("all off", set())] + [(f"+ {o}", {o}) for o in available] + [("all on", set(available))]

@@ -15,22 +15,13 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 
-from scattermotion.errors import InputError
+from scattermotion.io.checks import as_rgb, check_frame_count, check_same_size
 from scattermotion.methods import CLASSICAL_METHODS as METHODS
 from scattermotion.methods import get_method
 
 
-def _to_gray(frame: np.ndarray) -> np.ndarray:
-    frame = np.asarray(frame)
-    if frame.dtype != np.uint8:
-        raise InputError(None, f"frames must be uint8, got {frame.dtype}")
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[:, :, 0]
-    if frame.ndim == 2:
-        return np.ascontiguousarray(frame)
-    if frame.ndim == 3 and frame.shape[2] == 3:
-        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
-    raise InputError(None, f"frames must be H×W×3 RGB or H×W grey, got shape {frame.shape}")
+def _to_gray(frame: np.ndarray, index: int) -> np.ndarray:
+    return cv2.cvtColor(as_rgb(frame, f"frame {index}"), cv2.COLOR_RGB2GRAY)  # grey frames pass unchanged
 
 
 @contextmanager
@@ -103,8 +94,6 @@ class ClassicalFlow:
         return lambda a, b: np.zeros(a.shape + (2,), dtype=np.float32)
 
     def _pair(self, gray1: np.ndarray, gray2: np.ndarray) -> np.ndarray:
-        if gray1.shape != gray2.shape:
-            raise InputError(None, f"frames differ in size: {gray1.shape} and {gray2.shape}")
         if self.method == "tvl1":
             flow = self._compute(gray1, gray2, None)
         else:
@@ -113,13 +102,16 @@ class ClassicalFlow:
 
     def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
         """Motion from ``frame1`` to ``frame2`` (uint8 RGB or grey), H×W×2 float32 in pixels."""
+        gray1, gray2 = _to_gray(frame1, 0), _to_gray(frame2, 1)
+        check_same_size(gray2, gray1, 1)
         with _opencv_threads(self.threads):
-            return self._pair(_to_gray(frame1), _to_gray(frame2))
+            return self._pair(gray1, gray2)
 
     def estimate_clip(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Motion for every adjacent pair of ``frames`` (T >= 2): (T-1)×H×W×2 float32."""
-        if len(frames) < 2:
-            raise InputError(None, f"a clip needs at least 2 frames, got {len(frames)}")
-        grays = [_to_gray(f) for f in frames]  # each frame converted once, shared by its two pairs
+        check_frame_count(len(frames))
+        grays = [_to_gray(f, i) for i, f in enumerate(frames)]  # each converted once, shared by two pairs
+        for index, gray in enumerate(grays[1:], start=1):
+            check_same_size(gray, grays[0], index)
         with _opencv_threads(self.threads):
             return np.stack([self._pair(a, b) for a, b in zip(grays[:-1], grays[1:], strict=True)])

@@ -13,7 +13,7 @@ a classical method runs ``estimate`` on ``pairs`` adjacent pairs (grayscale conv
 processes never import torch, so their memory is what an OpenCV-only user pays.
 
 Frames are real footage (OpenCV's ``vtest.avi`` from frame 100), resized with ``INTER_AREA``. Sizes are
-given as H×W (``256x340``: 256 rows, 340 columns, TSN's frame size).
+given as W×H like every size option (``340x256``: 340 columns, 256 rows, TSN's frame size).
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ import numpy as np
 
 from scattermotion.errors import InputError
 from scattermotion.methods import OURS, REGISTRY, SPEED, build_estimator, check_methods, method_label
+from scattermotion.threads import set_threads
 
 DEFAULT_METHODS = (OURS, "tvl1", "dis", "farneback")
-DEFAULT_SIZES = ((224, 224), (256, 340))  # H×W
+DEFAULT_SIZES = ((224, 224), (340, 256))  # W×H
 DEFAULT_THREADS = "1,all"
 DEFAULT_PAIRS = 12  # pairs per timed pass: 4 windows of T=4
 SLOW_PAIRS = {"tvl1": 3}  # ~1 s per pair on one core: a few pairs are enough
@@ -77,17 +78,16 @@ def available_cores() -> int:
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
-    """``"224x224,256x340"`` -> ``[(224, 224), (256, 340)]`` (H×W each); InputError for anything else."""
+    """``"224x224,340x256"`` -> ``[(224, 224), (340, 256)]``: W×H each, like every size option
+    (``--sizes`` used to be H×W); InputError for anything else."""
+    from scattermotion.inputs import parse_size  # here, not at the top: measuring processes skip PyAV
+
     sizes = []
     for part in text.split(","):
-        pieces = part.strip().lower().replace("×", "x").split("x")
-        try:
-            height, width = (int(p) for p in pieces)
-        except ValueError:
-            raise InputError(None, f"--sizes: {part.strip()!r} is not HxW, e.g. 224x224,256x340") from None
-        if height < 8 or width < 8:
-            raise InputError(None, f"--sizes: {part.strip()!r} is too small (at least 8x8)")
-        sizes.append((height, width))
+        width, height = parse_size(part, "--sizes")
+        if width < 8 or height < 8:
+            raise InputError(None, f"--sizes {part.strip()!r}: too small (at least 8x8)")
+        sizes.append((width, height))
     return sizes
 
 
@@ -172,16 +172,6 @@ def peak_rss_mb() -> float:
 # ---- timing (runs inside the measuring process) ----------------------------------------------------------
 
 
-def _set_threads(threads: int, with_torch: bool) -> None:
-    import cv2
-
-    cv2.setNumThreads(threads)
-    if with_torch:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def _make_pass(task: SpeedTask, frames: list[np.ndarray]) -> tuple[Callable[[], None], dict[str, Any]]:
     """The function one timed pass calls, and facts about the method (config, clip length)."""
     pairs = task.pairs_per_pass()
@@ -214,7 +204,7 @@ def _make_pass(task: SpeedTask, frames: list[np.ndarray]) -> tuple[Callable[[], 
 def measure(task: SpeedTask, frames: Sequence[np.ndarray]) -> dict[str, Any]:
     """Time ``task`` on ``frames`` (already at the task's size) in this process; see the module docstring."""
     uses_torch = REGISTRY[task.method].needs_torch
-    _set_threads(task.threads, uses_torch)
+    set_threads(task.threads, with_torch=uses_torch)
     frames = list(frames)
     cuda = uses_torch and task.device.startswith("cuda")
     if cuda:
@@ -351,9 +341,10 @@ def run_benchmark(
     isolate: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure every method at every size and thread count (see the module docstring); returns the report
-    (``rows`` with ratios to TV-L1 and DIS where those were measured). ``device="auto"`` runs ours on CUDA
-    when present. ``isolate=False`` measures in this process (faster; memory numbers then mix methods)."""
+    """Measure every method at every ``(width, height)`` size and thread count (see the module docstring);
+    returns the report (``rows`` with ratios to TV-L1 and DIS where those were measured). ``device="auto"``
+    runs ours on CUDA when present. ``isolate=False`` measures in this process (faster; memory numbers
+    then mix methods)."""
     if repeats < 1:
         raise InputError(None, f"--repeats must be >= 1, got {repeats}")
     threads = list(threads) if threads is not None else parse_threads(DEFAULT_THREADS)
@@ -369,7 +360,7 @@ def run_benchmark(
     with tempfile.TemporaryDirectory(prefix="scattermotion-bench-") as scratch:
         frames_path = Path(scratch) / "frames.npy"
         np.save(frames_path, source)
-        for height, width in sizes:
+        for width, height in sizes:
             for count in threads:
                 for method, method_weights, label in resolved:
                     task = SpeedTask(
@@ -391,7 +382,7 @@ def run_benchmark(
                     rows.append(row)
                     if progress:
                         progress(
-                            f"{label:>28s} {height}x{width} {count} thr: {row['pairs_per_s']:8.2f} pairs/s, "
+                            f"{label:>28s} {width}x{height} {count} thr: {row['pairs_per_s']:8.2f} pairs/s, "
                             f"peak RSS {row['peak_rss_mb']:.0f} MB"
                         )
     add_ratios(rows)
@@ -421,7 +412,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     gpu = any("gpu_peak_mb" in r for r in rows)
     head = [
         "method",
-        "H×W",
+        "W×H",
         "threads",
         "pairs/s",
         "ms/pair",
@@ -436,7 +427,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     for r in rows:
         cells = [
             r.get("label") or r["method"],
-            f"{r['height']}×{r['width']}",
+            f"{r['width']}×{r['height']}",
             str(r["threads"]),
             f"{r['pairs_per_s']:.1f}",
             f"{r['ms_per_pair']:.1f}",

@@ -10,6 +10,7 @@ import typer
 from scattermotion.action.cli import action_app
 from scattermotion.errors import InputError
 from scattermotion.methods import SCORED, SPEED, methods_help
+from scattermotion.threads import set_threads
 
 app = typer.Typer(
     help="Self-supervised dense motion from video: estimate, extract, train, evaluate.",
@@ -18,19 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 METHOD_HELP = methods_help(SCORED, ".")
 MIN_SIDE_HELP = "ours: run the network on frames scaled up to this short side (small frames, e.g. 224)."
-
-
-def _set_threads(threads: int | None) -> None:
-    """Cap torch and OpenCV threads (None: leave their defaults)."""
-    if threads is not None:
-        import cv2
-        import torch
-
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(threads)
 
 
 def _weights_path(name: str) -> str:
@@ -99,8 +89,9 @@ def extract(
         False, "--rgb", help="jpg: also write the frames as img_00001.jpg, ... (mmaction2 rawframes)."
     ),
     workers: int | None = typer.Option(
-        None, "--workers", help="Classical methods: N processes over videos. ours: N torch threads."
+        None, "--workers", help="N processes over videos (classical methods; for ours use --threads)."
     ),
+    threads: int | None = typer.Option(None, "--threads", help="torch and OpenCV threads per process."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N (ours only)."),
     shard: str | None = typer.Option(
         None, "--shard", help="i/N: this run's part of the sorted list (torchrun: RANK/WORLD_SIZE)."
@@ -122,10 +113,11 @@ def extract(
         method=method,
         weights=weights,
         bound=bound,
-        resize=parse_size(resize) if resize else None,
+        resize=parse_size(resize, "--resize") if resize else None,
         short_side=short_side,
         step=step,
         workers=workers,
+        threads=threads,
         device=device,
         fp16=fp16,
         batch_size=batch_size,
@@ -169,7 +161,7 @@ def train(
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate."),
     workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads per process."),
+    threads: int | None = typer.Option(None, "--threads", help="torch and OpenCV CPU threads per process."),
     precision: str | None = typer.Option(
         None, "--precision", help="auto (bf16 where the CPU/GPU runs it natively) | fp32 | bf16."
     ),
@@ -187,7 +179,7 @@ def train(
 
     crop_size = None
     if crop is not None:
-        width, height = parse_size(crop)
+        width, height = parse_size(crop, "--crop")
         crop_size = (height, width)
     settings = resolve_config(
         out,
@@ -252,7 +244,7 @@ def evaluate(
     for path in (json_out, markdown):
         if path is not None:
             check_output_file(path, make_parents=True)
-    _set_threads(threads)
+    set_threads(threads)
     report = run_evaluation(
         split_list(data),
         split_list(method),
@@ -274,7 +266,11 @@ def evaluate(
 
 @app.command()
 def benchmark(
-    sizes: str = typer.Option("224x224,256x340", "--sizes", help="Frame sizes HxW, comma-separated."),
+    sizes: str = typer.Option(
+        "224x224,340x256",
+        "--sizes",
+        help="Frame sizes WxH, comma-separated (width first like every size option; it used to be HxW).",
+    ),
     threads: str = typer.Option("1,all", "--threads", help="Thread counts, comma-separated; all = cores."),
     methods: str = typer.Option(
         "ours,tvl1,dis,farneback",
@@ -349,7 +345,7 @@ def report(
     from scattermotion.evaluate import split_list
     from scattermotion.report import ReportOptions, build_report
 
-    _set_threads(threads)
+    set_threads(threads)
     options = ReportOptions(
         out_dir=out,
         methods=split_list(methods),
@@ -419,7 +415,7 @@ def export(
     )
 
 
-@app.command(context_settings=_PASSTHROUGH)
+@app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Folder for the MP4 and PNG strip."),
     video: Path | None = typer.Option(

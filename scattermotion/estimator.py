@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from scattermotion.errors import InputError
+from scattermotion.io.checks import as_rgb, check_frame_count, check_same_size
 from scattermotion.methods import OURS
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.safetensors"
@@ -59,46 +60,18 @@ class FlowEstimator(Protocol):
 # ---- frame checks shared by every method -----------------------------------------------------------------
 
 
-def as_frame(frame: np.ndarray, index: int = 0) -> np.ndarray:
-    """``frame`` as H×W×3 uint8 RGB (grayscale H×W or H×W×1 expanded); else ``ValueError`` naming it."""
-    frame = np.asarray(frame)
-    if frame.dtype != np.uint8:
-        raise ValueError(
-            f"frame {index}: frames must be uint8 (0..255), got {frame.dtype}; "
-            "convert float images in [0, 1] with (x * 255).round().astype(np.uint8)"
-        )
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[:, :, 0]
-    if frame.ndim == 2:
-        frame = np.repeat(frame[:, :, None], 3, axis=2)
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"frame {index}: expected H×W×3 RGB or H×W grayscale, got shape {frame.shape}")
-    if frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise ValueError(f"frame {index}: empty frame of shape {frame.shape}")
-    return np.ascontiguousarray(frame)
-
-
-def _check_same_size(frame: np.ndarray, first: np.ndarray, index: int) -> None:
-    if frame.shape != first.shape:
-        raise ValueError(
-            f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
-            f"{first.shape[1]}x{first.shape[0]}: all frames of a clip must have the same size"
-        )
-
-
 def checked_frames(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """Yield ``frames`` through :func:`as_frame`, all of the first one's size; ``ValueError`` for fewer than 2
-    (raised once the input is exhausted, so a stream is never read ahead)."""
+    """Yield ``frames`` as H×W×3 uint8 RGB (:func:`~scattermotion.io.checks.as_rgb`), all of the first one's
+    size; ``InputError`` for fewer than 2 (raised once the input is exhausted: a stream is not read ahead)."""
     first: np.ndarray | None = None
     count = 0
     for count, frame in enumerate(frames, start=1):
-        frame = as_frame(frame, count - 1)
+        frame = as_rgb(frame, f"frame {count - 1}")
         if first is None:
             first = frame
-        _check_same_size(frame, first, count - 1)
+        check_same_size(frame, first, count - 1)
         yield frame
-    if count < 2:
-        raise ValueError(f"motion needs at least 2 frames, got {count}")
+    check_frame_count(count)
 
 
 def _stack_flows(flows: list[np.ndarray], count: int) -> np.ndarray:
@@ -211,7 +184,7 @@ class MotionEstimator:
         """Yield the motion of each adjacent pair in order, reading ``frames`` lazily.
 
         At most ``batch_size`` windows of ``clip_len`` frames are held at a time; the output is exactly that
-        of :meth:`estimate_clip`. Raises ``ValueError`` for fewer than 2 frames or frames of different sizes.
+        of :meth:`estimate_clip`. Raises ``InputError`` for fewer than 2 frames or frames of different sizes.
         """
         length = self.clip_len
         recent: deque[np.ndarray] = deque(maxlen=length)  # the last T frames: every window is a slice of it
@@ -310,8 +283,8 @@ class ClassicalEstimator:
         self.flow = ClassicalFlow(method)
 
     def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
-        first, second = as_frame(frame1, 0), as_frame(frame2, 1)
-        _check_same_size(second, first, 1)
+        first, second = as_rgb(frame1, "frame 0"), as_rgb(frame2, "frame 1")
+        check_same_size(second, first, 1)
         return np.asarray(self.flow.estimate(first, second), dtype=np.float32)
 
     def estimate_clip(self, frames: Sequence[np.ndarray]) -> np.ndarray:

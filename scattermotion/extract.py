@@ -29,8 +29,9 @@ corrupt, fewer than 2 frames) is logged in one line and skipped; the rest finish
 failures; a video that ends before the frame count its header declares is extracted with a warning in the
 summary.
 
-Parallelism: ``workers`` N runs N processes over videos for the classical methods; for ``ours`` it sets the
-torch threads of the one process (the network already uses every core it is given). SIGINT and SIGTERM stop
+Parallelism: ``workers`` N runs N processes over videos for the classical methods (``ours`` runs in one
+process: several would each hold a model); ``threads`` caps the torch and OpenCV threads of each process
+(the network already uses every core it is given). SIGINT and SIGTERM stop
 the run promptly (workers are terminated, queued videos dropped) and :class:`ExtractInterrupted` carries a
 one-line summary; workers also end on their own when the parent dies (kill -9 included). Sharding: ``shard``
 (i, N) takes items i, i+N, ... of the sorted list; under torchrun it defaults to (RANK, WORLD_SIZE).
@@ -65,6 +66,7 @@ from scattermotion.errors import InputError
 from scattermotion.estimator import OURS, FlowEstimator, get_estimator
 from scattermotion.inputs import InputItem, expand_inputs, open_source, shard_from_env, shard_items
 from scattermotion.io.atomic import write_json_atomic
+from scattermotion.threads import set_threads
 
 FORMATS = ("jpg", "flo", "kitti", "npy", "viz")
 DONE_MARKER = ".done"  # the jpg marker (the name it always had); the other formats add -<format>
@@ -96,7 +98,8 @@ class ExtractOptions:
     resize: tuple[int, int] | None = None  # (W, H)
     short_side: int | None = None
     step: int = 1
-    workers: int | None = None  # processes (classical) or torch threads (ours); None = defaults
+    workers: int | None = None  # processes over videos (classical methods); None = one
+    threads: int | None = None  # torch and OpenCV threads per process; None = their defaults
     device: str = "cpu"
     fp16: bool = False
     batch_size: int | None = None
@@ -119,6 +122,14 @@ class ExtractOptions:
             raise InputError(None, f"--bound must be a positive finite number of pixels, got {self.bound}")
         if self.workers is not None and self.workers < 1:
             raise InputError(None, f"--workers must be >= 1, got {self.workers}")
+        if self.method == OURS and (self.workers or 1) > 1:  # ours once took --workers as threads: say so
+            raise InputError(
+                None,
+                "--workers N runs N processes for the classical methods; ours runs in one process: "
+                "use --threads N for its CPU threads (or --shard i/N for several processes)",
+            )
+        if self.threads is not None and self.threads < 1:
+            raise InputError(None, f"--threads must be >= 1, got {self.threads}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(None, f"--batch-size must be >= 1, got {self.batch_size}")
         if self.min_side is not None and self.min_side < 1:
@@ -630,10 +641,7 @@ def _disable(show: bool | None) -> bool | None:
 
 
 def _make_estimator(options: ExtractOptions) -> FlowEstimator:
-    if options.method == OURS and options.workers is not None:
-        import torch
-
-        torch.set_num_threads(options.workers)
+    set_threads(options.threads, with_torch=options.method == OURS)  # classical workers never import torch
     return get_estimator(
         options.method,
         options.weights,

@@ -184,11 +184,12 @@ def shard_items(items: Sequence[InputItem], index: int, count: int) -> list[Inpu
 # ---- frame sizes -----------------------------------------------------------------------------------------
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` -> ``(W, H)``."""
+def parse_size(text: str, flag: str = "--resize") -> tuple[int, int]:
+    """``"WxH"`` -> ``(W, H)``: every size option (``--resize``, ``--crop``, ``--size``, ``--sizes``) is
+    width first; ``flag`` names the option in the error."""
     match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
     if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
-        raise InputError(None, f"--resize {text!r}: expected WxH with positive integers, e.g. 340x256")
+        raise InputError(None, f"{flag} {text!r}: expected WxH with positive integers, e.g. 340x256")
     return int(match.group(1)), int(match.group(2))
 
 

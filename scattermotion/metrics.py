@@ -23,12 +23,20 @@ SSIM_C1 = (0.01 * 255) ** 2
 SSIM_C2 = (0.03 * 255) ** 2
 
 
-def endpoint_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Per-pixel ``|pred - gt|`` (H×W float64; NaN where the ground truth is unknown)."""
-    if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[2] != 2:
-        raise ValueError(f"pred {pred.shape} and gt {gt.shape} must both be H×W×2")
-    diff = pred.astype(np.float64) - gt.astype(np.float64)
-    return np.sqrt(np.sum(diff * diff, axis=2))
+def endpoint_error(pred, gt, axis: int = -1):
+    """Per-pixel ``|pred - gt|``, the Euclidean norm over the (u, v) ``axis``: the one EPE definition.
+
+    NumPy arrays (H×W×2 for the metrics here): float64, NaN where the ground truth is unknown. Torch tensors
+    (the training objective's ``…×2×H×W`` with ``axis=-3``): stays in autograd, with a 1e-12 floor under
+    the root so that its gradient is finite where the error is 0."""
+    if pred.shape != gt.shape or pred.ndim < 1 or pred.shape[axis] != 2:
+        raise ValueError(
+            f"pred {tuple(pred.shape)} and gt {tuple(gt.shape)} must match, with 2 on axis {axis}"
+        )
+    if isinstance(pred, np.ndarray):
+        diff = pred.astype(np.float64) - np.asarray(gt, dtype=np.float64)
+        return np.sqrt(np.sum(diff * diff, axis=axis))
+    return (pred - gt).pow(2).sum(axis).add(1e-12).sqrt()
 
 
 def motion_boundaries(gt: np.ndarray, threshold: float = 1.0, radius: int = 2) -> np.ndarray:

@@ -109,11 +109,11 @@ def render_extract_speed(report: dict[str, Any]) -> str:
 
 
 def render_onnx_speed(report: dict[str, Any]) -> str:
-    lines = ["| engine | H×W | threads | pairs/s | ms/pair | max diff px |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| engine | W×H | threads | pairs/s | ms/pair | max diff px |", "|---|---|---:|---:|---:|---:|"]
     for r in report["rows"]:
         diff = r.get("max_flow_diff_px")
         lines.append(
-            f"| {r.get('engine', '')} | {r.get('height')}×{r.get('width')} | {r.get('threads', '')} | "
+            f"| {r.get('engine', '')} | {r.get('width')}×{r.get('height')} | {r.get('threads', '')} | "
             f"{_fmt(r.get('pairs_per_s'))} | {_fmt(r.get('ms_per_pair'))} | "
             f"{f'{diff:.1e}' if isinstance(diff, int | float) else '–'} |"
         )

@@ -56,7 +56,7 @@ def test_bad_method_and_bad_frames():
     with pytest.raises(InputError, match="tvl1, dis, dis-fast, farneback, zero"):
         ClassicalFlow("raft")
     estimator = ClassicalFlow("dis")
-    with pytest.raises(InputError, match="differ in size"):
+    with pytest.raises(InputError, match="same size"):
         estimator.estimate(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 40, 3), np.uint8))
     with pytest.raises(InputError, match="uint8"):
         estimator.estimate(np.zeros((32, 32, 3), np.float32), np.zeros((32, 32, 3), np.float32))

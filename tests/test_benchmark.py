@@ -43,7 +43,7 @@ def tiny_weights(path: Path) -> Path:
 def test_benchmark_verb_isolated_processes(tmp_path):
     weights = tiny_weights(tmp_path / "tiny.safetensors")
     out = tmp_path / "speed.json"
-    args = ["benchmark", "--sizes", "48x64", "--threads", "1", "--methods", "dis,zero,ours"]
+    args = ["benchmark", "--sizes", "64x48", "--threads", "1", "--methods", "dis,zero,ours"]  # W×H
     args += ["--weights", str(weights), "--repeats", "1", "--pairs", "4", "--json", str(out), "-q"]
     args += ["--device", "cpu"]
     result = CliRunner().invoke(app, args)
@@ -63,7 +63,7 @@ def test_benchmark_verb_isolated_processes(tmp_path):
     # Fresh processes: the OpenCV-only ones never load torch, ours does (hundreds of MB more).
     assert rows["ours"]["peak_rss_mb"] > rows["dis"]["peak_rss_mb"] + 50
     assert rows["ours"]["clip_len"] == 3 and rows["ours"]["label"] == "ours (tiny.safetensors)"
-    assert "| ours (tiny.safetensors) | 48×64 | 1 |" in result.output
+    assert "| ours (tiny.safetensors) | 64×48 | 1 |" in result.output  # the table is W×H too
     assert "× DIS" in result.output
 
 
@@ -81,13 +81,15 @@ def test_in_process_measure_and_ratios():
 def test_missing_weights_and_bad_arguments_fail_clearly(tmp_path):
     with pytest.raises(InputError, match="weights file not found"):
         run_benchmark(["ours"], [(32, 32)], [1], weights=tmp_path / "none.safetensors", repeats=1)
-    with pytest.raises(InputError, match="not HxW"):
+    with pytest.raises(InputError, match="--sizes '224': expected WxH"):
         parse_sizes("224")
+    with pytest.raises(InputError, match="--sizes '4x64': too small"):
+        parse_sizes("64x64,4x64")
     with pytest.raises(InputError, match="not a number"):
         parse_threads("1,many")
     with pytest.raises(InputError, match="unknown method"):
         parse_methods("dis,raft")
-    assert parse_sizes("224x224, 256×340") == [(224, 224), (256, 340)]
+    assert parse_sizes("320x224, 340×256") == [(320, 224), (340, 256)]  # (W, H): width first
     assert parse_threads("1,1,2") == [1, 2]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_config
 
 from scattermotion import estimator as estimator_module
 from scattermotion.errors import InputError
@@ -96,14 +97,14 @@ def test_grayscale_equals_rgb_with_equal_channels(est):
 )
 def test_bad_frames_rejected(est, bad, message):
     good = _frames(1)[0]
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):  # one frame check, one error type for every method
         est.estimate(good, bad)
 
 
 def test_clip_needs_two_frames(est):
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(InputError, match="at least 2"):
         est.estimate_clip(_frames(1))
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(InputError, match="at least 2"):
         list(est.estimate_stream(iter([])))
 
 
@@ -247,7 +248,7 @@ def test_min_side_runs_small_frames_larger_and_rescales_the_motion():
 
 def test_precision_switch_bf16_stays_close_to_fp32_and_bad_names_are_one_line():
     torch.manual_seed(0)
-    net = build_motion_net(MotionConfig(channels=(8, 8, 8, 8), cue_hidden=8, refine_hidden=8, cgu_hidden=8))
+    net = build_motion_net(tiny_config())
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
     fp32 = MotionEstimator(net, precision="fp32").estimate_clip(frames)

@@ -12,17 +12,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_config
 
 from scattermotion.data.fetched import ensure_data
 from scattermotion.losses import LossConfig, self_supervised_loss
-from scattermotion.model import MotionConfig, MotionNet
+from scattermotion.model import MotionNet
 from scattermotion.warp import backward_warp
 
 torch.set_num_threads(2)
 
-TINY = MotionConfig(
-    channels=(8, 12, 16, 24), cue_window=5, refine_window=3, cue_hidden=16, refine_hidden=16, cgu_hidden=16
-)
+TINY = tiny_config(clip_len=4)  # the one tiny test model (tests/tiny_models.py)
 
 
 def baboon_texture(size: int) -> torch.Tensor:

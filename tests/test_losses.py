@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from tiny_models import tiny_config
 
 from scattermotion.losses import (
     LossConfig,
@@ -16,7 +17,7 @@ from scattermotion.losses import (
     smoothness_loss,
     ssim,
 )
-from scattermotion.model import MotionConfig, MotionNet
+from scattermotion.model import MotionNet
 from scattermotion.warp import backward_warp, flow_warp_coords
 
 torch.set_num_threads(2)
@@ -180,8 +181,7 @@ def test_true_motion_scores_better_than_wrong_motion():
 
 def test_loss_runs_on_network_output_and_checks_level_weights():
     torch.manual_seed(0)
-    net = MotionNet(MotionConfig(channels=(4, 4, 4, 4), cue_window=3, refine_window=3, cue_hidden=4,
-                                 refine_hidden=4, cgu_hidden=4))  # fmt: skip
+    net = MotionNet(tiny_config(clip_len=4))
     frames = torch.rand(1, 4, 3, 16, 16)  # the coarsest level is a single cell
     total, parts = self_supervised_loss(frames, net(frames, bidirectional=True))
     assert torch.isfinite(total) and all(torch.isfinite(v) for v in parts.values())

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import tiny_config
 
 from scattermotion.errors import InputError
 from scattermotion.losses import LossConfig, self_supervised_loss
@@ -17,9 +18,7 @@ from scattermotion.padding import InputPadder
 
 torch.set_num_threads(2)
 
-TINY = MotionConfig(
-    channels=(4, 6, 8, 8), cue_window=5, refine_window=3, cue_hidden=8, refine_hidden=8, cgu_hidden=8
-)
+TINY = tiny_config(clip_len=4)  # the one tiny test model (tests/tiny_models.py)
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import tiny_config
 from typer.testing import CliRunner
 
 from scattermotion.cli import app
 from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.errors import InputError
 from scattermotion.losses import LossConfig
-from scattermotion.model import MotionConfig, MotionNet
+from scattermotion.model import MotionNet
 from scattermotion.precision import autocast, resolve_precision
 from scattermotion.training import list_checkpoints, load_config, train
 from scattermotion.training.checkpoint import CHECKPOINT_DIR, remove_stale_temporaries
@@ -83,7 +84,7 @@ def test_resume_removes_stale_checkpoint_temporaries_only(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_output():
     torch.manual_seed(0)
-    model = MotionNet(MotionConfig(channels=(8, 8, 8, 8), cue_hidden=8, refine_hidden=8, cgu_hidden=8))
+    model = MotionNet(tiny_config())
     frames = torch.rand(3, 3, 3, 64, 64)
     return frames, model(frames)
 
@@ -128,7 +129,7 @@ def test_precision_auto_and_bf16_forward_keeps_fp32_motion():
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("half", cpu)
     torch.manual_seed(0)
-    model = MotionNet(MotionConfig(channels=(8, 8, 8, 8), cue_hidden=8, refine_hidden=8, cgu_hidden=8)).eval()
+    model = MotionNet(tiny_config()).eval()
     with torch.no_grad(), autocast("bf16", cpu):
         out = model(torch.rand(1, 2, 3, 64, 64))
     assert out.flows.dtype == torch.float32 and all(f.dtype == torch.float32 for f in out.coarse_flows)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from scattermotion.data.fetched import ensure_data, real_video, stereo_pair
+from scattermotion.errors import InputError
 from scattermotion.io import (
     Mp4Writer,
     color_wheel_legend,
@@ -138,7 +139,7 @@ def test_write_png_stores_rgb(tmp_path, real_frames):
     write_png(tmp_path / "gray.png", frame[:, :, 1])
     assert cv2.imread(str(tmp_path / "gray.png")).shape == frame.shape
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.png", "gray.png"]
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="uint8"):
         write_png(tmp_path / "float.png", frame.astype(np.float32))
 
 

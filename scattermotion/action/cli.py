@@ -10,9 +10,9 @@ from pathlib import Path
 
 import typer
 
-from scattermotion.errors import InputError
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.methods import MOTION_SOURCES, methods_help
+from scattermotion.threads import set_threads
 
 action_app = typer.Typer(
     help="Downstream action recognition with the motion stream: make-bench | train | eval.",
@@ -37,52 +37,6 @@ def _echo(line: str) -> None:
     typer.echo(line, err=True)
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        import cv2
-        import torch
-
-        if threads < 1:
-            raise InputError(None, f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(threads)
-
-
-def _load(
-    data: Path,
-    layout: str,
-    subset: str | None,
-    split: int,
-    splits_dir: Path | None,
-    csv_file: Path | None,
-    list_file: Path | None,
-    skip_missing: bool,
-    classes: list[str] | None = None,
-):
-    from scattermotion.action.datasets import load_videos
-
-    videos = load_videos(
-        data,
-        layout=layout,
-        subset=subset,
-        split=split,
-        splits_dir=splits_dir,
-        csv_file=csv_file,
-        list_file=list_file,
-        classes=classes,
-        on_missing="skip" if skip_missing else "error",
-    )
-    if videos.skipped:
-        _echo(f"{data}: {len(videos.skipped)} listed videos are missing and were skipped")
-    return videos
-
-
-def _cache(cache: Path | None, data: Path) -> Path:
-    from scattermotion.action.sources import default_cache_dir
-
-    return cache if cache is not None else default_cache_dir(data)
-
-
 @action_app.command("make-bench")
 def make_bench(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to create (UCF101 layout + split files)."),
@@ -99,7 +53,7 @@ def make_bench(
     from scattermotion.action.motionbench import CLASSES, BenchSettings, make_motion_bench
     from scattermotion.inputs import parse_size
 
-    width, height = parse_size(size)
+    width, height = parse_size(size, "--size")
     settings = BenchSettings(
         per_class=per_class,
         test_per_class=test_per_class,
@@ -156,22 +110,13 @@ def train(
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the test subset afterwards."),
 ) -> None:
     """Train a TSN classifier on motion maps (or RGB) from one source; evaluates on the test subset."""
-    from scattermotion.action.engine import (
-        TrainOptions,
-        accuracy,
-        history_dict,
-        mean_class_accuracy,
-        predict,
-        save_action_model,
-        train_action,
-    )
+    from scattermotion.action.engine import DataSpec, TrainOptions, train_and_test
     from scattermotion.action.sources import parse_source
 
-    _set_threads(threads)
+    set_threads(threads)
     spec = parse_source(
         source, weights=weights, bound=bound, short_side=short_side, device=device, min_side=min_side
     )
-    train_set = _load(data, layout, train_subset, split, splits_dir, csv_file, train_list, skip_missing)
     options = TrainOptions(
         epochs=epochs,
         batch_size=batch_size,
@@ -187,28 +132,23 @@ def train(
         workers=workers,
         end_to_end=end_to_end,
     )
-    cache_dir = _cache(cache, data)
-    model, history = train_action(train_set, spec, options, cache_dir=cache_dir, progress=_echo)
-    card: dict = {"data": str(data), "layout": train_set.layout, "train_videos": len(train_set),
-                  "options": vars(options), "history": history_dict(history)}  # fmt: skip
-    has_test = train_set.layout in ("ucf101", "hmdb51", "kinetics") or test_list is not None
-    if evaluate and has_test:
-        test_set = _load(
-            data, layout, test_subset, split, splits_dir, csv_file, test_list, skip_missing, model.classes
-        )
-        scores = predict(model, test_set, cache_dir=cache_dir, workers=workers, progress=_echo)
-        card["test"] = {
-            "videos": len(test_set),
-            "accuracy": accuracy(scores, test_set.labels()),
-            "mean_class_accuracy": mean_class_accuracy(scores, test_set.labels()),
-        }
-    path = save_action_model(model, out / "model.safetensors", card)
-    typer.echo(f"{path}: {spec.kind} classifier, {len(model.classes)} classes, {len(train_set)} videos")
-    if "test" in card:
-        test = card["test"]
+    run = train_and_test(
+        DataSpec(data, layout, split, splits_dir, csv_file, skip_missing, cache),
+        spec,
+        options,
+        out,
+        train_subset=train_subset,
+        test_subset=test_subset,
+        train_list=train_list,
+        test_list=test_list,
+        evaluate=evaluate,
+        progress=_echo,
+    )
+    typer.echo(f"{run.path}: {run.kind} classifier, {run.classes} classes, {run.train_videos} videos")
+    if run.test is not None:
         typer.echo(
-            f"test accuracy {test['accuracy']:.4f} (mean class {test['mean_class_accuracy']:.4f}) "
-            f"on {test['videos']} videos"
+            f"test accuracy {run.test.accuracy:.4f} (mean class {run.test.mean_class_accuracy:.4f}) "
+            f"on {run.test_videos} videos"
         )
 
 
@@ -241,47 +181,30 @@ def evaluate(
     json_out: Path | None = typer.Option(None, "--json", help="Write accuracies here (atomically)."),
 ) -> None:
     """Evaluate trained classifiers; with two or more, also their late fusion."""
-    from dataclasses import replace
-
-    from scattermotion.action.engine import accuracy, fuse, load_action_model, mean_class_accuracy, predict
-    from scattermotion.action.sources import parse_source
+    from scattermotion.action.engine import DataSpec, evaluate_models
+    from scattermotion.io.atomic import check_output_file
 
     if json_out is not None:
-        from scattermotion.io.atomic import check_output_file
-
         check_output_file(json_out, make_parents=True)
-    _set_threads(threads)
-    loaded = [load_action_model(path, device=device) for path in models]
-    videos = _load(
-        data, layout, subset, split, splits_dir, csv_file, list_file, skip_missing, loaded[0].classes
+    set_threads(threads)
+    run = evaluate_models(
+        DataSpec(data, layout, split, splits_dir, csv_file, skip_missing, cache),
+        models,
+        subset=subset,
+        list_file=list_file,
+        source=source,
+        fusion_weight=fusion_weight,
+        device=device,
+        workers=workers,
+        progress=_echo,
     )
-    cache_dir = _cache(cache, data)
-    results: dict = {"data": str(data), "subset": subset, "videos": len(videos), "streams": []}
-    all_scores, weights = [], []
-    for index, (path, model) in enumerate(zip(models, loaded, strict=True)):
-        spec = model.source
-        if index == 0 and source is not None:
-            spec = replace(
-                parse_source(source, bound=spec.bound, short_side=spec.short_side, device=device),
-                weights=spec.weights if source == "ours" else None,
-                min_side=spec.min_side if source == "ours" else None,
-            )
-        scores = predict(model, videos, cache_dir=cache_dir, workers=workers, source=spec, progress=_echo)
-        all_scores.append(scores)
-        weights.append(fusion_weight if spec.is_motion else 1.0)
-        row = {"model": str(path), "source": spec.kind, "accuracy": accuracy(scores, videos.labels()),
-               "mean_class_accuracy": mean_class_accuracy(scores, videos.labels())}  # fmt: skip
-        results["streams"].append(row)
+    for stream in run.streams:
+        mean_class = stream.mean_class_accuracy
+        typer.echo(f"{stream.source:12s} accuracy {stream.accuracy:.4f}  (mean class {mean_class:.4f})")
+    if run.fusion is not None:
         typer.echo(
-            f"{spec.kind:12s} accuracy {row['accuracy']:.4f}  (mean class {row['mean_class_accuracy']:.4f})"
-        )
-    if len(all_scores) > 1:
-        fused = fuse(all_scores, weights)
-        results["fusion"] = {"weights": weights, "accuracy": accuracy(fused, videos.labels()),
-                             "mean_class_accuracy": mean_class_accuracy(fused, videos.labels())}  # fmt: skip
-        typer.echo(
-            f"{'fusion':12s} accuracy {results['fusion']['accuracy']:.4f}  "
-            f"(weights {', '.join(f'{w:g}' for w in weights)})"
+            f"{'fusion':12s} accuracy {run.fusion.accuracy:.4f}  "
+            f"(weights {', '.join(f'{w:g}' for w in run.fusion.weights)})"
         )
     if json_out is not None:
-        write_json_atomic(json_out, results, indent=2)
+        write_json_atomic(json_out, run.to_dict(), indent=2)

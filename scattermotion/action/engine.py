@@ -28,10 +28,17 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader
 
-from scattermotion.action.datasets import VideoSet
+from scattermotion.action.datasets import VideoSet, load_videos
 from scattermotion.action.loader import SnippetDataset, collate_snippets
 from scattermotion.action.model import TSN, ClassifierConfig, EndToEndClassifier
-from scattermotion.action.sources import ExtractionStats, MapSource, SourceSpec, make_source
+from scattermotion.action.sources import (
+    ExtractionStats,
+    MapSource,
+    SourceSpec,
+    default_cache_dir,
+    make_source,
+    parse_source,
+)
 from scattermotion.errors import InputError
 from scattermotion.io.atomic import atomic_output, write_json_atomic
 
@@ -375,7 +382,173 @@ def history_dict(history: TrainHistory) -> dict:
     return out
 
 
+# ---- runs: what ``scattermotion action train`` / ``eval`` do, results as dataclasses ----------------------
+
+
+@dataclass
+class DataSpec:
+    """Where a dataset is and how to read it; :meth:`load` picks one subset (or list) of it."""
+
+    root: Path
+    layout: str = "auto"
+    split: int = 1
+    splits_dir: Path | None = None
+    csv_file: Path | None = None
+    skip_missing: bool = False  # listed videos that are missing: skipped (and said) instead of an error
+    cache_dir: Path | None = None  # motion cache (None: default_cache_dir(root))
+
+    def load(
+        self,
+        subset: str | None,
+        list_file: Path | None = None,
+        classes: list[str] | None = None,
+        progress: Progress = None,
+    ) -> VideoSet:
+        videos = load_videos(
+            self.root,
+            layout=self.layout,
+            subset=subset,
+            split=self.split,
+            splits_dir=self.splits_dir,
+            csv_file=self.csv_file,
+            list_file=list_file,
+            classes=classes,
+            on_missing="skip" if self.skip_missing else "error",
+        )
+        if videos.skipped:
+            _say(progress, f"{self.root}: {len(videos.skipped)} listed videos are missing and were skipped")
+        return videos
+
+    def cache(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else default_cache_dir(self.root)
+
+
+@dataclass
+class Score:
+    """Top-1 accuracy of one stream (or of the fusion) on ``videos`` videos."""
+
+    accuracy: float
+    mean_class_accuracy: float
+
+    @classmethod
+    def of(cls, scores: np.ndarray, videos: VideoSet) -> Score:
+        labels = videos.labels()
+        return cls(accuracy(scores, labels), mean_class_accuracy(scores, labels))
+
+
+@dataclass
+class TrainRun:
+    """A trained classifier saved at ``path``; ``test`` is None when no test subset was scored."""
+
+    path: Path
+    kind: str  # the source the classifier reads
+    classes: int
+    train_videos: int
+    test_videos: int = 0
+    test: Score | None = None
+
+
+def train_and_test(
+    data: DataSpec,
+    spec: SourceSpec,
+    options: TrainOptions,
+    out: str | os.PathLike,
+    train_subset: str = "train",
+    test_subset: str = "test",
+    train_list: Path | None = None,
+    test_list: Path | None = None,
+    evaluate: bool = True,
+    progress: Progress = None,
+) -> TrainRun:
+    """Train on ``train_subset``, score ``test_subset`` when the layout has one (or ``test_list`` names
+    it), save the classifier to ``out/model.safetensors`` with its card (``model.json``)."""
+    train_set = data.load(train_subset, train_list, progress=progress)
+    model, history = train_action(train_set, spec, options, cache_dir=data.cache(), progress=progress)
+    card: dict = {"data": str(data.root), "layout": train_set.layout, "train_videos": len(train_set),
+                  "options": vars(options), "history": history_dict(history)}  # fmt: skip
+    run = TrainRun(Path(out) / "model.safetensors", spec.kind, len(model.classes), len(train_set))
+    has_test = train_set.layout in ("ucf101", "hmdb51", "kinetics") or test_list is not None
+    if evaluate and has_test:
+        test_set = data.load(test_subset, test_list, model.classes, progress=progress)
+        scores = predict(model, test_set, cache_dir=data.cache(), workers=options.workers, progress=progress)
+        run.test, run.test_videos = Score.of(scores, test_set), len(test_set)
+        card["test"] = {"videos": run.test_videos, **asdict(run.test)}
+    run.path = save_action_model(model, run.path, card)
+    return run
+
+
+@dataclass
+class StreamScore(Score):
+    model: str = ""  # the classifier's path
+    source: str = ""  # where its maps came from
+
+
+@dataclass
+class FusionScore(Score):
+    weights: list[float] = field(default_factory=list)
+
+
+@dataclass
+class EvaluationRun:
+    data: str
+    subset: str
+    videos: int
+    streams: list[StreamScore] = field(default_factory=list)
+    fusion: FusionScore | None = None  # two or more streams
+
+    def to_dict(self) -> dict:
+        """The ``--json`` report."""
+        out = asdict(self)
+        if self.fusion is None:
+            del out["fusion"]
+        return out
+
+
+def _override_source(spec: SourceSpec, source: str, device: str) -> SourceSpec:
+    """``source`` (e.g. ``precomputed:DIR``) in place of ``spec``, keeping its bound and frame size (and,
+    for ours, its weights and minimum side)."""
+    override = parse_source(source, bound=spec.bound, short_side=spec.short_side, device=device)
+    ours = source == "ours"
+    return replace(override, weights=spec.weights if ours else None, min_side=spec.min_side if ours else None)
+
+
+def evaluate_models(
+    data: DataSpec,
+    models: Sequence[str | os.PathLike],
+    subset: str = "test",
+    list_file: Path | None = None,
+    source: str | None = None,
+    fusion_weight: float = DEFAULT_FUSION_WEIGHT,
+    device: str = "cpu",
+    workers: int = 0,
+    progress: Progress = None,
+) -> EvaluationRun:
+    """Score each classifier of ``models`` on ``subset`` and, with two or more, their late fusion (motion
+    streams weigh ``fusion_weight``, RGB streams 1). ``source`` overrides where the first model's maps
+    come from."""
+    loaded = [load_action_model(path, device=device) for path in models]
+    videos = data.load(subset, list_file, loaded[0].classes, progress=progress)
+    run = EvaluationRun(str(data.root), subset, len(videos))
+    all_scores, weights = [], []
+    for index, (path, model) in enumerate(zip(models, loaded, strict=True)):
+        spec = model.source
+        if index == 0 and source is not None:
+            spec = _override_source(spec, source, device)
+        scores = predict(
+            model, videos, cache_dir=data.cache(), workers=workers, source=spec, progress=progress
+        )
+        all_scores.append(scores)
+        weights.append(fusion_weight if spec.is_motion else 1.0)
+        run.streams.append(StreamScore(**asdict(Score.of(scores, videos)), model=str(path), source=spec.kind))
+    if len(all_scores) > 1:
+        fused = Score.of(fuse(all_scores, weights), videos)
+        run.fusion = FusionScore(**asdict(fused), weights=weights)
+    return run
+
+
 __all__ = [
     "ActionModel", "TrainOptions", "TrainHistory", "train_action", "predict", "accuracy",
     "mean_class_accuracy", "fuse", "save_action_model", "load_action_model", "history_dict",
+    "DataSpec", "Score", "TrainRun", "train_and_test", "StreamScore", "FusionScore", "EvaluationRun",
+    "evaluate_models",
 ]  # fmt: skip

@@ -33,18 +33,42 @@ def as_flow(flow: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(flow, dtype=np.float32)
 
 
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """``image`` as H×W×3 uint8 RGB; a grayscale H×W (or H×W×1) image is expanded to three channels."""
+def as_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """``image`` as a C-contiguous H×W×3 uint8 RGB array, a grayscale H×W (or H×W×1) one expanded to three
+    channels; ``InputError`` naming it (``name``, e.g. ``"frame 3"``) otherwise. The one frame check: the
+    estimators, the classical baselines and the image/video writers all use it."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8, got dtype {image.dtype}")
+        raise InputError(
+            None,
+            f"{name} must be uint8 (0..255), got {image.dtype}; "
+            "convert float images in [0, 1] with (x * 255).round().astype(np.uint8)",
+        )
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"image must be H×W×3 (or H×W) with H, W > 0, got shape {image.shape}")
-    return image
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(None, f"{name}: expected H×W×3 RGB or H×W grayscale, got shape {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError(None, f"{name}: empty, shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def check_same_size(frame: np.ndarray, first: np.ndarray, index: int) -> None:
+    """``InputError`` unless frame ``index`` has the height and width of frame 0 (``first``)."""
+    if frame.shape[:2] != first.shape[:2]:
+        raise InputError(
+            None,
+            f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is "
+            f"{first.shape[1]}x{first.shape[0]}: all frames of a clip must have the same size",
+        )
+
+
+def check_frame_count(count: int) -> None:
+    """``InputError`` for fewer than the 2 frames one motion map needs."""
+    if count < 2:
+        raise InputError(None, f"motion needs at least 2 frames, got {count}")
 
 
 def open_regular_file(path: str | os.PathLike) -> BinaryIO:

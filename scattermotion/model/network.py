@@ -14,11 +14,13 @@ from torch import nn
 from scattermotion.model.config import MotionConfig
 from scattermotion.model.cues import CueDecoder, local_correlation
 from scattermotion.model.encoder import ClipEncoder
-from scattermotion.model.upsample import ContextGuidedUpsampler, convex_upsample, upsample_bilinear
+from scattermotion.model.upsample import (
+    MOTION_INPUT_SCALE,
+    ContextGuidedUpsampler,
+    convex_upsample,
+    upsample_bilinear,
+)
 from scattermotion.warp import backward_warp
-
-# Motion fed back into a decoder is divided by this so its scale is comparable to the features.
-_MOTION_INPUT_SCALE = 4.0
 
 
 @dataclass
@@ -112,7 +114,7 @@ class MotionNet(nn.Module):
             motion = upsample_bilinear(motion, 2)
             warped, _ = backward_warp(tgt(level.match), motion)
             corr = local_correlation(ref(level.match), warped, config.refine_window // 2, normalize=True)
-            features = torch.cat((ref(level.context), motion / _MOTION_INPUT_SCALE), dim=1)
+            features = torch.cat((ref(level.context), motion / MOTION_INPUT_SCALE), dim=1)
             _, _, residual, _, hidden = self.refiners[str(stride)](corr, features)
             motion = motion + residual
             levels.append(motion)

@@ -21,6 +21,10 @@ from torch import nn
 
 from scattermotion.model.encoder import conv_act
 
+# Motion fed into a decoder or the upsampler next to features is divided by this, so that its scale (pixels
+# at the level) is comparable to theirs. The refinement decoders (network.py) use the same constant.
+MOTION_INPUT_SCALE = 4.0
+
 
 def upsample_bilinear(field: torch.Tensor, stride: int, scale_values: bool = True) -> torch.Tensor:
     """``B×C×h×w`` → ``B×C×(h·s)×(w·s)``; motion values are multiplied by s (pixels of the new resolution)."""
@@ -80,4 +84,4 @@ class ContextGuidedUpsampler(nn.Module):
 
     def forward(self, motion: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Logits ``B×9s²×h×w``; the motion enters scaled down (so it does not dominate the context)."""
-        return self.logits(self.body(torch.cat((context, motion / 4.0), dim=1)))
+        return self.logits(self.body(torch.cat((context, motion / MOTION_INPUT_SCALE), dim=1)))

@@ -98,7 +98,7 @@ class TrainConfig:
     val_synthetic_size: tuple[int, int] = (256, 320)
     val_real_clips: int = 8  # fixed un-augmented training clips for the real_loss curve (0: none)
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
-    threads: int | None = None  # torch CPU threads per process (None: torch's default)
+    threads: int | None = None  # torch and OpenCV CPU threads per process (None: their defaults)
     precision: str = "auto"  # auto (bf16 where the CPU/GPU runs it natively) | fp32 | bf16
     debug_dump: bool = False  # tests: each rank writes its weights hash and batch hashes to debug/
 

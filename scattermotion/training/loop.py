@@ -36,6 +36,7 @@ import torch.distributed as dist
 
 from scattermotion.errors import InputError
 from scattermotion.precision import autocast, cpu_bf16_flags, resolve_precision
+from scattermotion.threads import set_threads
 from scattermotion.training.callbacks import (
     Callback,
     Checkpoints,
@@ -234,7 +235,7 @@ def _train(
     from tqdm import tqdm
 
     if config.threads:
-        torch.set_num_threads(config.threads)
+        set_threads(config.threads)
     precision = resolve_precision(config.precision, ctx.device)
     log.info("precision: %s (CPU bf16 features: %s)", precision, ", ".join(cpu_bf16_flags()) or "none")
     resume_step = latest_checkpoint(run_dir) if resume else None

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from scattermotion.losses import LossConfig, self_supervised_loss
+from scattermotion.metrics import endpoint_error
 
 
 def select_samples(output, keep: torch.Tensor):
@@ -32,8 +33,8 @@ def select_samples(output, keep: torch.Tensor):
 
 
 def end_point_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean Euclidean distance over pixels of ``…×2×H×W`` motion maps."""
-    return (pred - target).pow(2).sum(-3).add(1e-12).sqrt().mean()
+    """Mean EPE over pixels of ``…×2×H×W`` motion maps (:func:`scattermotion.metrics.endpoint_error`)."""
+    return endpoint_error(pred, target, axis=-3).mean()
 
 
 def supervised_loss(
