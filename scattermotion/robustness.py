@@ -31,6 +31,7 @@ from scattermotion.data.robustness import (
     RobustnessPairs,
 )
 from scattermotion.estimator import FlowEstimator
+from scattermotion.evaluate import _fmt  # the evaluation tables' number format
 from scattermotion.metrics import aggregate, endpoint_error, flow_metrics
 
 EXACT = "exact flow"
@@ -202,12 +203,6 @@ def run_robustness(
 # ---- output ----------------------------------------------------------------------------------------------
 
 
-def _cell(value: Any, digits: int, scale: float = 1.0) -> str:
-    if value is None or not math.isfinite(float(value)):
-        return "–"
-    return f"{float(value) * scale:.{digits}f}"
-
-
 COLUMNS = (  # (header, row key, digits, scale); "× DIS" columns are blank for the exact flow
     ("EPE px", "epe", 2, 1.0),
     ("× DIS", "epe_vs_dis", 2, 1.0),
@@ -244,7 +239,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         exact = r["method"] == EXACT
         cells = ["exact flow (read-out ceiling)" if exact else r.get("label", r["method"])]
         for _, key, digits, scale in COLUMNS:
-            cells.append("" if exact and key.endswith("_vs_dis") else _cell(r.get(key), digits, scale))
+            cells.append("" if exact and key.endswith("_vs_dis") else _fmt(r.get(key), digits, scale))
         lines.append("| " + " | ".join(cells) + " |")
     ceiling = next((r["direction_accuracy"] for r in report["rows"] if r["method"] == EXACT), None)
     lines += [
@@ -256,7 +251,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         f"in the object's box minus the background ring's around it ({RING_PX} px) and its unit vector, "
         f"fitted on the {s['train_objects']} objects of the first {s['train_pairs']} pairs, tested on the "
         f"{s['test_objects']} objects of the other {s['pairs'] - s['train_pairs']}; chance "
-        f"{_cell(report.get('chance'), 1, 100)} %, exact-flow ceiling {_cell(ceiling, 1, 100)} %.",
+        f"{_fmt(report.get('chance'), 1, 100)} %, exact-flow ceiling {_fmt(ceiling, 1, 100)} %.",
     ]
     load, cores = report.get("load_average"), (report.get("machine") or {}).get("cpu_count")
     if load and cores and max(load) > cores:
