@@ -106,10 +106,8 @@ class RobustnessPairs(Sequence[RobustnessPair]):
             raise InputError(None, f"object sizes must satisfy 0 < min <= max, got {object_across}")
         need = min_side_for(object_across)
         if min(size) < need:
-            raise InputError(
-                None, f"pairs must be at least {need}x{need} px for {object_across[1]:g} px objects, got "
-                f"{size[1]}x{size[0]}"
-            )  # fmt: skip
+            problem = f"pairs must be at least {need}x{need} px for {object_across[1]:g} px objects"
+            raise InputError(None, f"{problem}, got {size[0]}x{size[1]} (HxW)")
         self.seed, self.count = int(seed), int(count)
         self.size = (int(size[0]), int(size[1]))
         self.nuisances = nuisances
