@@ -4,7 +4,8 @@
 
 Everything between the lines ``<!-- results:start -->`` and ``<!-- results:end -->`` is replaced (the
 markers stay); the rest of the README is untouched and the file is written atomically. Sections, each only
-when its file exists: accuracy (``evaluation.json``), ablation (``ablation.json``), model speed
+when its file exists: accuracy (``evaluation.json``), robustness on real footage (``robustness.json``),
+ablation (``ablation.json``), model speed
 (``model_speed.json``), ``scattermotion benchmark`` speed (``speed.json``), extraction speed
 (``extract_speed.json``), ONNX Runtime speed (``onnx_speed.json``), training speed
 (``train_speed.json``) and downstream motion classification
@@ -173,8 +174,22 @@ def render_precision_parity(report: dict[str, Any]) -> str:
     )
 
 
+def render_robustness(report: dict[str, Any]) -> str:
+    from scattermotion.robustness import to_markdown
+
+    settings = report["settings"]
+    command = (
+        f"python benchmarks/robustness.py --pairs {settings['pairs']} --seed {settings['seed']} "
+        f"--threads {settings.get('threads') or 2} --size {settings['width']}x{settings['height']}"
+    )
+    if report.get("weights") not in (None, "default"):
+        command += f" --weights {Path(report['weights']).name}"
+    return to_markdown(report) + f"\nCommand: `{command}`.\n"
+
+
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("evaluation.json", "Accuracy: ours beside the classical baselines", render_evaluation),
+    ("robustness.json", "Robustness on real footage", render_robustness),
     ("ablation.json", "Ablations", render_ablation),
     ("model_speed.json", "Inference speed and memory", render_speed),
     ("speed.json", "Speed (`scattermotion benchmark`)", render_speed),

@@ -463,6 +463,19 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(np.exp(rng.uniform(np.log(low), np.log(max(high, low)))))
 
 
+def random_shape(
+    rng: np.random.Generator, min_radius: float = 0.5, min_aspect: float = 0.4
+) -> StarPolygon | Ellipse:
+    """A sprite outline inside the unit disc: a star polygon (3-9 vertices at radii ``min_radius``..1) or an
+    ellipse (axes 1 and ``min_aspect``..1)."""
+    if rng.random() < 0.6:
+        n = int(rng.integers(3, 10))
+        angles = (np.arange(n) + rng.uniform(-0.2, 0.2, size=n)) * (2 * np.pi / n) + rng.uniform(0, 2 * np.pi)
+        angles = np.sort(np.mod(angles, 2 * np.pi))
+        return StarPolygon(angles, rng.uniform(min_radius, 1.0, size=n))
+    return Ellipse(np.array([1.0, rng.uniform(min_aspect, 1.0)]))
+
+
 class SyntheticClips(Sequence[SyntheticClip]):
     """``count`` clips of ``clip_len`` frames, deterministic per ``(seed, index)``; indexing renders one.
 
@@ -624,15 +637,7 @@ class SyntheticClips(Sequence[SyntheticClip]):
 
     def _sprite(self, rng: np.random.Generator, texture: np.ndarray, size_px: float | None = None) -> Sprite:
         height, width = self.size
-        if rng.random() < 0.6:
-            n = int(rng.integers(3, 10))
-            angles = (np.arange(n) + rng.uniform(-0.2, 0.2, size=n)) * (2 * np.pi / n) + rng.uniform(
-                0, 2 * np.pi
-            )
-            angles = np.sort(np.mod(angles, 2 * np.pi))
-            shape: StarPolygon | Ellipse = StarPolygon(angles, rng.uniform(0.5, 1.0, size=n))
-        else:
-            shape = Ellipse(np.array([1.0, rng.uniform(0.4, 1.0)]))
+        shape = random_shape(rng)
         drawn = rng.uniform(0.08, 0.3) * min(height, width)  # always drawn: later draws do not shift
         size_px = drawn if size_px is None else size_px
         start = rng.uniform([0, 0], [width - 1, height - 1])
