@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1313, help="the pairs' seed (their own stream)")
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads, every method")
     parser.add_argument("--weights", type=Path, default=None, help="weights for ours (default: packaged)")
-    parser.add_argument("--size", default="240x320", help="pair size WxH")
+    parser.add_argument("--size", default="320x240", help="pair size WxH")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     try:
