@@ -136,7 +136,8 @@ def test_mixed_draws_both_kinds_and_evaluation_images_are_refused():
 
 
 def test_fast_rendering_matches_the_exact_one_and_keeps_its_ground_truth():
-    for kind in ("smooth", "sprites"):
+    # footage: many small sprites, rendered only inside their bounding boxes on the fast path
+    for kind in ("smooth", "sprites", "footage"):
         exact = SyntheticClips(seed=4, count=2, size=SIZE, clip_len=3, kind=kind, max_disp=12.0)
         fast = SyntheticClips(seed=4, count=2, size=SIZE, clip_len=3, kind=kind, max_disp=12.0, fast=True)
         for a, b in zip(exact, fast, strict=True):
