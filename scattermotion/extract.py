@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -66,6 +65,7 @@ from scattermotion.errors import InputError
 from scattermotion.estimator import OURS, FlowEstimator, get_estimator
 from scattermotion.inputs import InputItem, expand_inputs, open_source, shard_from_env, shard_items
 from scattermotion.io.atomic import write_json_atomic
+from scattermotion.io.flow_jpeg import check_bound
 from scattermotion.threads import set_threads
 
 FORMATS = ("jpg", "flo", "kitti", "npy", "viz")
@@ -118,8 +118,7 @@ class ExtractOptions:
             raise InputError(None, f"unknown --format {self.format!r}; choose from {', '.join(FORMATS)}")
         if self.step < 1:
             raise InputError(None, f"--step must be >= 1, got {self.step}")
-        if not (math.isfinite(self.bound) and self.bound > 0):
-            raise InputError(None, f"--bound must be a positive finite number of pixels, got {self.bound}")
+        check_bound(self.bound, "--bound")
         if self.workers is not None and self.workers < 1:
             raise InputError(None, f"--workers must be >= 1, got {self.workers}")
         if self.method == OURS and (self.workers or 1) > 1:  # ours once took --workers as threads: say so

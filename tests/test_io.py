@@ -445,3 +445,20 @@ def test_npy_header_with_an_unclosed_brace_is_one_input_error(tmp_path):
     path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + bytes(32))
     with pytest.raises(InputError, match=r"brace\.npy: not a \.npy file"):
         read_npy(path)
+
+
+@pytest.mark.parametrize("bound", [float("inf"), float("nan"), 0.0, -3.0])
+def test_a_flow_bound_is_a_positive_finite_number_everywhere(tmp_path, bound):
+    # An infinite bound maps every motion to grey 128: refused by the writer, extract and the action sources.
+    from scattermotion.action.sources import SourceSpec
+    from scattermotion.extract import ExtractOptions
+    from scattermotion.io.flow_jpeg import write_flow_jpeg
+
+    flow = np.zeros((4, 4, 2), np.float32)
+    with pytest.raises(InputError, match="bound must be a positive finite number"):
+        write_flow_jpeg(tmp_path, 1, flow, bound=bound)
+    with pytest.raises(InputError, match="bound must be a positive finite number"):
+        SourceSpec("dis", bound=bound)
+    with pytest.raises(InputError, match="--bound must be a positive finite number"):
+        ExtractOptions(out_dir=tmp_path, bound=bound)
+    assert not list(tmp_path.iterdir())

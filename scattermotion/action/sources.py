@@ -40,6 +40,7 @@ from scattermotion.inputs import InputItem
 from scattermotion.io.flow_jpeg import (
     DEFAULT_BOUND,
     FlowImageSeries,
+    check_bound,
     find_flow_images,
     read_flow_component,
     uint8_to_flow,
@@ -69,8 +70,7 @@ class SourceSpec:
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
             raise InputError(None, f"unknown source {self.kind!r}; choose from {', '.join(SOURCE_KINDS)}")
-        if self.bound <= 0:
-            raise InputError(None, f"bound must be positive, got {self.bound}")
+        check_bound(self.bound)
         if self.short_side is not None and self.short_side < 8:
             raise InputError(None, f"short side must be at least 8 px, got {self.short_side}")
         if self.weights is not None and self.kind != "ours":

@@ -14,6 +14,7 @@ Reading, :func:`find_flow_images` accepts both naming styles (``flow_x_``/``flow
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -35,10 +36,18 @@ FLOW_IMAGE_PREFIXES = (("flow_x_", "flow_y_"), ("x_", "y_"))
 _FLOW_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # denseflow writes PNG with --saveType png
 
 
+def check_bound(bound: float, flag: str = "bound") -> float:
+    """``bound`` as a float, or InputError (one line naming ``flag``) unless it is a positive finite number:
+    an infinite bound would map every motion to grey level 128."""
+    value = float(bound)
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(None, f"{flag} must be a positive finite number of pixels, got {bound}")
+    return value
+
+
 def flow_to_uint8(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> tuple[np.ndarray, np.ndarray]:
     """Map u and v from [-bound, bound] to 0..255 (clipped; NaN -> 128). Returns (x_u8, y_u8), H×W each."""
-    if bound <= 0:
-        raise ValueError(f"bound must be positive, got {bound}")
+    bound = check_bound(bound)
     flow = as_flow(flow)
     scaled = (np.clip(flow, -bound, bound) + bound) * (255.0 / (2.0 * bound))
     scaled = np.where(np.isnan(scaled), 128.0, np.rint(scaled))
