@@ -1,13 +1,15 @@
 """bf16 against fp32 training: the same short schedule in both precisions, over several seeds, in one run.
 
-    python benchmarks/precision_parity.py [--steps 150] [--seeds 1,2] [--threads 2] [--output PATH.json]
+    python benchmarks/precision_parity.py [--steps 150] [--seeds 1,2] [--init default] [--threads 2]
+        [--output PATH.json]
 
 Each run is a real ``scattermotion train`` run (:func:`scattermotion.training.train`) from random weights
-on the training-speed recipe (:func:`scattermotion.training.speed.recipe`, with the per-sample objective of
-the current default: full-weight EPE on synthetic clips, photometric on real ones), validated once at the end
-on the synthetic validation set (its own seed, never evaluation data). bf16 passes when its mean validation
-EPE lies within the fp32 runs' seed-to-seed spread (max - min) of the fp32 mean. bf16 runs only where the
-CPU has native bf16 (AVX512-BF16 or AMX-BF16); elsewhere the table says so.
+(or, with ``--init``, fine-tuning given weights at lr 1e-4) on the training-speed recipe
+(:func:`scattermotion.training.speed.recipe`, with the per-sample objective of the current default:
+full-weight EPE on synthetic clips, photometric on real ones), validated once at the end on the synthetic
+validation set (its own seed, never evaluation data). bf16 passes when its mean validation EPE lies within
+the fp32 runs' seed-to-seed spread (max - min) of the fp32 mean. bf16 runs only where the CPU has native
+bf16 (AVX512-BF16 or AMX-BF16); elsewhere the table says so.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 
 from scattermotion.data.fetched import ensure_data
+from scattermotion.estimator import DEFAULT_WEIGHTS
 from scattermotion.evaluate import machine_info
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.precision import cpu_bf16_flags
@@ -33,21 +36,26 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--seeds", default="1,2", help="comma-separated training seeds")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--init", default=None, help="fine-tune these weights ('default': the packaged model) at lr 1e-4"
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
 
     ensure_data()
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
+    init = str(DEFAULT_WEIGHTS) if args.init == "default" else args.init
     precisions = ["fp32", "bf16"] if cpu_bf16_flags() else ["fp32"]
     runs = []
     for seed in seeds:
         for precision in precisions:
-            runs.append(run_once(precision, seed, args.steps, args.threads))
+            runs.append(run_once(precision, seed, args.steps, args.threads, init))
             print(f"{precision} seed {seed}: validation EPE {runs[-1]['synthetic_epe']:.3f}", file=sys.stderr)
     report = {
         "benchmark": "precision_parity",
         "steps": args.steps,
+        "init": args.init,
         "videos": list(VIDEOS),
         "cpu_bf16_features": list(cpu_bf16_flags()),
         "machine": machine_info(),

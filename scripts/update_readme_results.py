@@ -166,7 +166,13 @@ def render_precision_parity(report: dict[str, Any]) -> str:
         [
             to_markdown(report),
             "",
-            f"{report.get('steps')} steps from random weights per run, the training-speed recipe with the "
+            f"{report.get('steps')} steps per run "
+            + (
+                f"fine-tuning `{report['init']}` weights at lr 1e-4"
+                if report.get("init")
+                else "from random weights"
+            )
+            + ", the training-speed recipe with the "
             "default model's per-sample objective, validation EPE on the synthetic validation set at the end",
             "",
             "Command: `python benchmarks/precision_parity.py`.",

@@ -13,12 +13,13 @@ from scattermotion.training.loop import train
 from scattermotion.training.speed import recipe
 
 
-def run_once(precision: str, seed: int, steps: int, threads: int) -> dict:
+def run_once(precision: str, seed: int, steps: int, threads: int, init: str | None = None) -> dict:
     config = recipe(threads).replace(
         precision=precision,
+        init_weights=init,
         seed=seed,
         steps=steps,
-        lr=6e-4,
+        lr=6e-4 if init is None else 1e-4,
         warmup_steps=min(20, steps // 5),
         schedule="cosine",
         supervised_weight=1.0,
