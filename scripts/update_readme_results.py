@@ -162,20 +162,18 @@ def render_train_speed(report: dict[str, Any]) -> str:
 def render_precision_parity(report: dict[str, Any]) -> str:
     from scattermotion.training.parity import to_markdown
 
+    init = report.get("init")
+    start = f"fine-tuning the `{init}` weights at lr 1e-4" if init else "from random weights"
+    command = "python benchmarks/precision_parity.py" + (f" --init {init}" if init else "")
     return "\n".join(
         [
             to_markdown(report),
             "",
-            f"{report.get('steps')} steps per run "
-            + (
-                f"fine-tuning `{report['init']}` weights at lr 1e-4"
-                if report.get("init")
-                else "from random weights"
-            )
-            + ", the training-speed recipe with the "
-            "default model's per-sample objective, validation EPE on the synthetic validation set at the end",
+            f"{report.get('steps')} steps per run {start}, the training-speed recipe with the default"
+            " model's per-sample objective; validation EPE on the synthetic validation set at the end.",
             "",
-            "Command: `python benchmarks/precision_parity.py`.",
+            f"Command: `{command}`.",
+            "",
         ]
     )
 
