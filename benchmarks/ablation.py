@@ -35,6 +35,7 @@ from scattermotion.estimator import FlowEstimator, MotionEstimator, get_estimato
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.model import load_weights
 from scattermotion.scoring import score_clips
+from scattermotion.threads import set_threads
 from scattermotion.training import TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
@@ -166,8 +167,7 @@ def main() -> int:
         parser.error("--steps must be >= 1 and --crop a multiple of 16")
 
     ensure_data()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads or None)
     variants = VARIANTS
     if args.variants:
         wanted = [v.strip() for v in args.variants.split(",")]

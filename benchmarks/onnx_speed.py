@@ -31,6 +31,7 @@ from scattermotion.data.fetched import real_video
 from scattermotion.export import export_onnx, onnx_session, run_onnx
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.model import MotionNet, build_motion_net, load_weights
+from scattermotion.threads import set_threads
 
 SIZES = ((224, 224), (256, 352))  # H×W, both multiples of the stride (no padding)
 THREADS = (1, 2)
@@ -74,7 +75,7 @@ def best_rate(run_once, pairs_per_run: int, runs: int, repeats: int) -> float:
 
 
 def time_pytorch(model: MotionNet, clips: list[torch.Tensor], threads: int, repeats: int) -> float:
-    torch.set_num_threads(threads)
+    set_threads(threads)
 
     def run(i: int) -> None:
         with torch.inference_mode():

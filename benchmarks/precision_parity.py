@@ -18,13 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from scattermotion.data.fetched import ensure_data
 from scattermotion.estimator import DEFAULT_WEIGHTS
 from scattermotion.evaluate import machine_info
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.precision import cpu_bf16_flags
+from scattermotion.threads import set_threads
 from scattermotion.training.parity import run_once, summarise, to_markdown
 from scattermotion.training.speed import VIDEOS
 
@@ -43,7 +42,7 @@ def main() -> int:
     args = parser.parse_args()
 
     ensure_data()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     init = str(DEFAULT_WEIGHTS) if args.init == "default" else args.init
     precisions = ["fp32", "bf16"] if cpu_bf16_flags() else ["fp32"]

@@ -14,9 +14,6 @@ import argparse
 import time
 from pathlib import Path
 
-import cv2
-import torch
-
 from scattermotion.clipsets import Clip
 from scattermotion.data.synthetic import SyntheticClips
 from scattermotion.estimator import MotionEstimator, get_estimator
@@ -24,6 +21,7 @@ from scattermotion.evaluate import machine_info
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.methods import CLASSICAL_METHODS, REGISTRY
 from scattermotion.scoring import score_clips
+from scattermotion.threads import set_threads
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 777  # a seed of its own: never one of the training or validation sets
@@ -44,8 +42,7 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="weights for ours (default: packaged)")
     parser.add_argument("--output", type=Path, default=RESULTS / "small_motion.json")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    set_threads(1)
     clips = SyntheticClips(
         seed=SEED, count=args.clips, size=(args.size, args.size), clip_len=4, kind="smooth",
         max_disp=4.0, min_disp=0.4,
