@@ -1,5 +1,6 @@
 """bf16 against fp32 training on one short schedule (``benchmarks/precision_parity.py`` runs it; the README's
-results section renders its JSON): real training runs from random weights, validated once at the end."""
+results section renders its JSON): real training runs from random weights or, given ``init``, fine-tuning
+those weights at lr 1e-4, validated once at the end."""
 
 from __future__ import annotations
 
