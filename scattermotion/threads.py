@@ -1,5 +1,5 @@
 """One rule for CPU threads: ``--threads N`` caps torch's and OpenCV's thread pools in this process
-(``--workers`` always means processes)."""
+(``--workers`` always means processes); training also keeps numpy's BLAS at one thread."""
 
 from __future__ import annotations
 
@@ -20,3 +20,13 @@ def set_threads(threads: int | None, with_torch: bool = True, flag: str = "--thr
         import torch
 
         torch.set_num_threads(threads)
+
+
+def cap_blas_threads(limit: int | None = 1):
+    """Cap numpy's BLAS pool in this process at ``limit`` threads (None: leave it); returns threadpoolctl's
+    limiter, a context manager that restores the pool on exit. Training and its data workers keep it at
+    one: the data side's products are N×2 by 2×J, where threads gain nothing, and a BLAS pool spinning
+    beside torch's threads on a 2-core machine slowed both (train_speed's ``one_blas_thread``)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limit, user_api="blas")

@@ -65,8 +65,9 @@ def test_non_rigid_field_is_inverted_exactly():
         assert isinstance(background, WarpedPlane)
         assert 0 < background.waves.lipschitz() < 1  # non-rigid part present and invertible
         for t in range(3):
-            back = background.from_canonical(background.to_canonical(pixels, t), t)
-            assert np.abs(back - pixels).max() < 1e-6
+            for fast in (False, True):
+                back = background.from_canonical(background.to_canonical(pixels, t, fast=fast), t)
+                assert np.abs(back - pixels).max() < 1e-6
 
 
 def test_same_seed_same_clip_and_different_seed_differs():
@@ -141,7 +142,8 @@ def test_fast_rendering_matches_the_exact_one_and_keeps_its_ground_truth():
         exact = SyntheticClips(seed=4, count=2, size=SIZE, clip_len=3, kind=kind, max_disp=12.0)
         fast = SyntheticClips(seed=4, count=2, size=SIZE, clip_len=3, kind=kind, max_disp=12.0, fast=True)
         for a, b in zip(exact, fast, strict=True):
-            np.testing.assert_array_equal(a.flows, b.flows)
+            # The same truth: only the non-rigid inverse's float32 start differs (both solved to 1e-10 px).
+            np.testing.assert_allclose(a.flows, b.flows, rtol=0, atol=1e-5)
             np.testing.assert_array_equal(a.occluded, b.occluded)
             diff = np.abs(a.frames.astype(np.int16) - b.frames.astype(np.int16))
             assert diff.mean() < 0.3 and np.percentile(diff, 99) <= 2

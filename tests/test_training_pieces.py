@@ -154,3 +154,30 @@ def test_train_speed_variants_time_every_phase_and_switch_what_they_say(tmp_path
     }
     table = to_markdown(report)
     assert loop > 0 and "| all off |" in table and "| some on |" in table and "real loop" in table
+
+
+class _BlasThreads(torch.utils.data.Dataset):
+    """Each item: how many threads numpy's BLAS has in the process that loads it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        from threadpoolctl import threadpool_info
+
+        return max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+
+
+def test_training_keeps_numpy_blas_at_one_thread_in_its_data_workers():
+    from threadpoolctl import threadpool_limits
+
+    from scattermotion.training.data import make_loader
+    from scattermotion.training.distributed import DistContext
+
+    config = load_config(TINY).replace(batch_size=1, steps=2, num_workers=1)
+    with threadpool_limits(2, user_api="blas"):  # as on a 2-core machine, whatever this one has
+        parent = _BlasThreads()[0]
+        capped = [int(b) for b in make_loader(_BlasThreads(), config, DistContext(), 0)]
+        free = [int(b) for b in make_loader(_BlasThreads(), config, DistContext(), 0, one_blas_thread=False)]
+    assert capped == [1, 1]
+    assert free == [parent, parent]  # 2 wherever the machine has 2 cores: the cap is what made it 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from scattermotion.errors import InputError
+from scattermotion.threads import cap_blas_threads
 from scattermotion.training.config import TrainConfig
 from scattermotion.training.distributed import DistContext
 
@@ -70,10 +71,15 @@ class IndexRange(torch.utils.data.Sampler[int]):
         return max(0, self.stop - self.start)
 
 
+def _worker_init(_: int) -> None:
+    cap_blas_threads(1)
+
+
 def make_loader(
-    dataset, config: TrainConfig, ctx: DistContext, first_step: int
+    dataset, config: TrainConfig, ctx: DistContext, first_step: int, one_blas_thread: bool = True
 ) -> torch.utils.data.DataLoader:
-    """Batches of samples ``first_step · batch .. steps · batch`` in order (workers render ahead)."""
+    """Batches of samples ``first_step · batch .. steps · batch`` in order (workers render ahead, numpy's
+    BLAS at one thread in each: see :func:`scattermotion.threads.cap_blas_threads`)."""
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=config.batch_size,
@@ -82,5 +88,6 @@ def make_loader(
         pin_memory=ctx.device.type == "cuda",
         drop_last=True,
         persistent_workers=False,
+        worker_init_fn=_worker_init if one_blas_thread else None,
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global torch RNG untouched
     )

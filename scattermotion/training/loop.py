@@ -36,7 +36,7 @@ import torch.distributed as dist
 
 from scattermotion.errors import InputError
 from scattermotion.precision import autocast, cpu_bf16_flags, resolve_precision
-from scattermotion.threads import set_threads
+from scattermotion.threads import cap_blas_threads, set_threads
 from scattermotion.training.callbacks import (
     Callback,
     Checkpoints,
@@ -152,7 +152,8 @@ def train(
     """
     ctx = init_distributed(config.device)
     try:
-        return _train(config, Path(run_dir), ctx, resume, progress, stop_at)
+        with cap_blas_threads(1):  # numpy's BLAS (the data side) at one thread: see threads.cap_blas_threads
+            return _train(config, Path(run_dir), ctx, resume, progress, stop_at)
     finally:
         if ctx.owns_group:
             dist.destroy_process_group()

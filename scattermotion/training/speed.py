@@ -3,10 +3,13 @@
 
 The optimisations:
 
-- ``fast_render``: the synthetic renderer's cv2.remap sampling and edge-band anti-aliasing (same truth);
+- ``fast_render``: the synthetic renderer's cv2.remap sampling, edge-band anti-aliasing, sprites drawn in
+  their bounding boxes and float32-first inversion of the non-rigid fields (same truth);
 - ``forward_only``: decode backward motion only when the occlusion test needs it (the recipe has it off);
 - ``gt_only_synthetic``: synthetic clips are scored by their ground truth only, not photometrically too;
-- ``bf16``: bf16 autocast for the network (only where the CPU has native bf16).
+- ``bf16``: bf16 autocast for the network (only where the CPU has native bf16);
+- ``one_blas_thread``: numpy's BLAS at one thread in the process and its data worker (the renderer's
+  products are tiny; a spinning BLAS pool beside torch's threads costs both).
 
 Each variant times steps synchronously (the same batches for every variant): data (decode + synthetic
 rendering + augmentation + collation), forward, loss, backward, optimizer; steps/s is one over their sum.
@@ -22,12 +25,13 @@ import torch
 
 from scattermotion.data.fetched import real_video
 from scattermotion.precision import resolve_precision
+from scattermotion.threads import cap_blas_threads
 from scattermotion.training.config import TrainConfig
 from scattermotion.training.data import build_dataset, make_loader
 from scattermotion.training.distributed import DistContext
 from scattermotion.training.objectives import training_objective
 
-OPTIMISATIONS = ("fast_render", "forward_only", "gt_only_synthetic", "bf16")
+OPTIMISATIONS = ("fast_render", "forward_only", "gt_only_synthetic", "bf16", "one_blas_thread")
 PHASES = ("data", "forward", "loss", "backward", "optimizer")
 VIDEOS = ("tree", "carphone", "bikes")  # training-side footage, small enough to decode at once
 
@@ -80,43 +84,25 @@ def time_pipelined(on: set[str], config: TrainConfig, run_dir: Path, steps: int,
     ctx = DistContext()
     precision = resolve_precision(config.precision, ctx.device)
     start = None
-    for index, batch in enumerate(make_loader(dataset, config, ctx, 0)):
-        if index == warmup:
-            start = time.perf_counter()
-        train_step(model, optimizer, scheduler, batch, config, index, precision, ctx, bidirectional)
+    one_blas = "one_blas_thread" in on
+    with cap_blas_threads(1 if one_blas else None):
+        for index, batch in enumerate(make_loader(dataset, config, ctx, 0, one_blas_thread=one_blas)):
+            if index == warmup:
+                start = time.perf_counter()
+            train_step(model, optimizer, scheduler, batch, config, index, precision, ctx, bidirectional)
     return steps / (time.perf_counter() - start)
 
 
 def time_variant(on: set[str], config: TrainConfig, run_dir: Path, steps: int, warmup: int) -> dict:
-    from scattermotion.precision import autocast
-
     config, dataset, model, optimizer, bidirectional = _setup(on, config, run_dir)
-    device = torch.device("cpu")
-    precision = resolve_precision(config.precision, device)
-    loss_cfg = config.loss_config(0)
+    precision = resolve_precision(config.precision, torch.device("cpu"))
     times = {phase: [] for phase in PHASES}
-    for step in range(warmup + steps):
-        start = time.perf_counter()
-        indices = range(step * config.batch_size, (step + 1) * config.batch_size)
-        batch = torch.utils.data.default_collate([dataset[i] for i in indices])
-        marks = [time.perf_counter()]
-        with autocast(precision, device):
-            output = model(batch["frames"], bidirectional=bidirectional)
-        marks.append(time.perf_counter())
-        loss, _ = training_objective(
-            batch["frames"], output, batch["has_gt"], batch["flows"], loss_cfg,
-            config.supervised_weight, config.self_supervised_on_synthetic,
-        )  # fmt: skip
-        marks.append(time.perf_counter())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        marks.append(time.perf_counter())
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        marks.append(time.perf_counter())
-        if step >= warmup:
-            for phase, t0, t1 in zip(PHASES, [start, *marks[:-1]], marks, strict=True):
-                times[phase].append(t1 - t0)
+    with cap_blas_threads(1 if "one_blas_thread" in on else None):
+        for step in range(warmup + steps):
+            phases = _time_step(step, config, dataset, model, optimizer, bidirectional, precision)
+            if step >= warmup:
+                for phase, seconds in phases.items():
+                    times[phase].append(seconds)
     per_phase = {phase: float(np.mean(v)) for phase, v in times.items()}
     step_s = sum(per_phase.values())
     return {
@@ -128,6 +114,33 @@ def time_variant(on: set[str], config: TrainConfig, run_dir: Path, steps: int, w
         "steps_per_s": round(1 / step_s, 4),
         "clips_per_s": round(config.batch_size / step_s, 3),
     }
+
+
+def _time_step(step, config, dataset, model, optimizer, bidirectional, precision) -> dict[str, float]:
+    """One synchronous training step, timed phase by phase (seconds)."""
+    from scattermotion.precision import autocast
+
+    device = torch.device("cpu")
+    loss_cfg = config.loss_config(0)
+    start = time.perf_counter()
+    indices = range(step * config.batch_size, (step + 1) * config.batch_size)
+    batch = torch.utils.data.default_collate([dataset[i] for i in indices])
+    marks = [time.perf_counter()]
+    with autocast(precision, device):
+        output = model(batch["frames"], bidirectional=bidirectional)
+    marks.append(time.perf_counter())
+    loss, _ = training_objective(
+        batch["frames"], output, batch["has_gt"], batch["flows"], loss_cfg,
+        config.supervised_weight, config.self_supervised_on_synthetic,
+    )  # fmt: skip
+    marks.append(time.perf_counter())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    marks.append(time.perf_counter())
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    marks.append(time.perf_counter())
+    return {phase: t1 - t0 for phase, t0, t1 in zip(PHASES, [start, *marks[:-1]], marks, strict=True)}
 
 
 def to_markdown(report: dict) -> str:
