@@ -23,11 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 from scattermotion.errors import InputError  # noqa: E402
 from scattermotion.model import load_weights, save_weights  # noqa: E402
-from scattermotion.model.weights import card_path  # noqa: E402
+from scattermotion.model.weights import training_record  # noqa: E402
 from scattermotion.training import (  # noqa: E402
     CONFIG_FILE,
     METRICS_FILE,
     checkpoint_name,
+    init_record,
     latest_checkpoint,
     load_config,
 )
@@ -58,14 +59,12 @@ def run_precision(run_dir: Path, configured: str) -> str:
     return configured
 
 
-def earlier_stage(init_weights: str | None) -> dict | None:
-    """The training record of the weights a run started from (None for a run from scratch)."""
+def earlier_stage(run_dir: Path, init_weights: str | None) -> dict | None:
+    """The training record of the weights a run started from (None for a run from scratch): the copy the
+    run kept when it started, else (runs older than that copy) the card beside those weights now."""
     if not init_weights:
         return None
-    card = card_path(Path(init_weights))
-    if not card.is_file():
-        return {"weights": Path(init_weights).name, "card": "none"}
-    return json.loads(card.read_text()).get("training")
+    return init_record(run_dir) or training_record(init_weights)
 
 
 def main() -> int:
@@ -101,7 +100,7 @@ def main() -> int:
             "train_time_s": round(train_time, 1),
             "device": f"CPU, {torch.get_num_threads()} threads",
             "config": {**config.to_dict(), "sources": [Path(s).name for s in config.sources]},
-            "initialised_from": earlier_stage(config.init_weights),
+            "initialised_from": earlier_stage(args.run_dir, config.init_weights),
         },
         "validation_at_checkpoint": validation,
         "evaluation_data": "motorcycle, Aloe, graf (ground truth) and frame-pairs: never trained on",

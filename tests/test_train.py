@@ -187,6 +187,31 @@ def test_cli_trains_from_a_list_file_with_synthetic_clips(tmp_path):
     assert "supervised_epe" not in read_metrics(tmp_path / "p")[0]
 
 
+def test_a_fine_tuned_run_keeps_the_history_of_its_start_weights(uninterrupted, tmp_path):
+    """The --init weights' card is copied when the run starts, so overwriting it later (packaging the result
+    over the default it started from) cannot drop the earlier stages from the new card or the package."""
+    start = tmp_path / "start.safetensors"
+    start.write_bytes((uninterrupted / "final.safetensors").read_bytes())
+    (tmp_path / "start.json").write_text((uninterrupted / "final.json").read_text())
+    first_record = json.loads((tmp_path / "start.json").read_text())["training"]
+    run_dir = tmp_path / "tuned"
+    train(tiny_config(init_weights=str(start), steps=4), run_dir, progress=False, stop_at=4)
+    (tmp_path / "start.json").write_text(json.dumps({"training": {"steps": "overwritten"}}))
+    train(tiny_config(init_weights=str(start), steps=4), run_dir, resume=True, progress=False)
+    card = json.loads((run_dir / "final.json").read_text())
+    assert card["training"]["initialised_from"] == json.loads(json.dumps(first_record))
+    assert card["training"]["initialised_from"]["steps"] == 6
+
+    out = tmp_path / "packaged.safetensors"
+    packaged = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "package_default_model.py"), str(run_dir), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert packaged.returncode == 0, packaged.stderr
+    assert json.loads(out.with_suffix(".json").read_text())["training"]["initialised_from"]["steps"] == 6
+
+
 # ---- distributed -------------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ metrics) is written beside it as ``<name>.json``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,15 @@ def _atomic_write(path: Path, write) -> None:
 def card_path(path: str | Path) -> Path:
     """Where the model card of a weights file lives: same name, ``.json``."""
     return Path(path).with_suffix(".json")
+
+
+def training_record(path: str | Path) -> dict[str, Any]:
+    """The ``training`` record of a weights file's card (``{"weights": name, "card": "none"}`` without one):
+    what a fine-tuning run keeps as the history of the weights it started from."""
+    card = card_path(path)
+    if not card.is_file():
+        return {"weights": Path(path).name, "card": "none"}
+    return json.loads(card.read_text()).get("training") or {"weights": Path(path).name, "card": "empty"}
 
 
 def save_weights(model: MotionNet, path: str | Path, card: dict[str, Any] | None = None) -> Path:

@@ -23,13 +23,14 @@ from scattermotion.training.config import (
     load_config,
     resolve_config,
 )
-from scattermotion.training.loop import TrainResult, lr_factor, train
+from scattermotion.training.loop import TrainResult, init_record, lr_factor, train
 
 __all__ = [
     "CONFIG_FILE",
     "METRICS_FILE",
     "TrainConfig",
     "TrainResult",
+    "init_record",
     "checkpoint_name",
     "latest_checkpoint",
     "list_checkpoints",

@@ -24,6 +24,9 @@ VALIDATION_SYNTHETIC_SEED = 20240711  # the fixed synthetic validation set; trai
 VALIDATION_SETS = ("synthetic", "motorcycle", "aloe")
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+# The training record of the --init weights, copied when the run starts: their card may be overwritten
+# before the run ends (fine-tuning the packaged default, then packaging the result), which lost stages.
+INIT_RECORD_FILE = "initialised_from.json"
 # Config fields that may change on --resume: they do not change which clips, weights or losses a step sees
 # (``steps`` does change the learning-rate schedule from then on; a warning says so).
 RESUMABLE_CHANGES = frozenset(

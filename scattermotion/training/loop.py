@@ -22,6 +22,7 @@ A run folder holds::
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -35,6 +36,8 @@ import torch
 import torch.distributed as dist
 
 from scattermotion.errors import InputError
+from scattermotion.io.atomic import write_json_atomic
+from scattermotion.model.weights import training_record
 from scattermotion.precision import autocast, cpu_bf16_flags, resolve_precision
 from scattermotion.threads import cap_blas_threads, set_threads
 from scattermotion.training.callbacks import (
@@ -58,6 +61,7 @@ from scattermotion.training.checkpoint import (
 )
 from scattermotion.training.config import (
     CONFIG_FILE,
+    INIT_RECORD_FILE,
     RESUMABLE_CHANGES,
     TrainConfig,
     load_config,
@@ -223,7 +227,7 @@ def _remove_failed_start(run_dir: Path, created: bool) -> None:
     """A run that failed before its first checkpoint leaves nothing behind (only what it wrote itself)."""
     if list_checkpoints(run_dir):
         return
-    for name in ("scene_cuts.json", CONFIG_FILE):
+    for name in ("scene_cuts.json", CONFIG_FILE, INIT_RECORD_FILE):
         if created:
             (run_dir / name).unlink(missing_ok=True)
     if created and run_dir.is_dir() and not any(run_dir.iterdir()):
@@ -253,6 +257,8 @@ def _train(
         raise
     if ctx.is_main:
         save_config(config, run_dir / CONFIG_FILE)
+        if config.init_weights and not (run_dir / INIT_RECORD_FILE).exists():
+            write_json_atomic(run_dir / INIT_RECORD_FILE, training_record(config.init_weights), indent=2)
 
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
@@ -346,11 +352,19 @@ def model_card(state: LoopState, entries: list, precision: str, train_time: floa
             "train_time_s": round(train_time, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "config": config.to_dict(),
+            "initialised_from": init_record(state.run_dir),
         },
         "metrics": state.last_metrics,
         "evaluation_data": "validation EPE on evaluation-only sets (never trained on): "
         + ", ".join(config.val_sets),
     }
+
+
+def init_record(run_dir: Path) -> dict | None:
+    """The training record of the weights the run in ``run_dir`` started from (None: from scratch or a run
+    older than :data:`INIT_RECORD_FILE`)."""
+    path = Path(run_dir) / INIT_RECORD_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _save_final(state: LoopState, entries: list, precision: str, train_time: float, path: Path) -> None:
