@@ -27,7 +27,7 @@ from scattermotion.model.weights import training_record  # noqa: E402
 from scattermotion.training import (  # noqa: E402
     CONFIG_FILE,
     METRICS_FILE,
-    checkpoint_name,
+    checkpoint_weights,
     init_record,
     latest_checkpoint,
     load_config,
@@ -78,7 +78,7 @@ def main() -> int:
         step = args.step if args.step is not None else latest_checkpoint(args.run_dir)
         if step is None:
             raise InputError(args.run_dir, "no checkpoint in this run folder")
-        weights = args.run_dir / "checkpoints" / f"{checkpoint_name(step)}.safetensors"
+        weights = checkpoint_weights(args.run_dir, step)
         model = load_weights(weights)
         config = load_config(args.run_dir / CONFIG_FILE)
     except InputError as err:

@@ -189,7 +189,8 @@ def test_cli_trains_from_a_list_file_with_synthetic_clips(tmp_path):
 
 def test_a_fine_tuned_run_keeps_the_history_of_its_start_weights(uninterrupted, tmp_path):
     """The --init weights' card is copied when the run starts, so overwriting it later (packaging the result
-    over the default it started from) cannot drop the earlier stages from the new card or the package."""
+    over the default it started from) cannot drop the earlier stages from the new card or the package; and
+    --resume needs only the run folder, not the --init file."""
     start = tmp_path / "start.safetensors"
     start.write_bytes((uninterrupted / "final.safetensors").read_bytes())
     (tmp_path / "start.json").write_text((uninterrupted / "final.json").read_text())
@@ -197,6 +198,7 @@ def test_a_fine_tuned_run_keeps_the_history_of_its_start_weights(uninterrupted, 
     run_dir = tmp_path / "tuned"
     train(tiny_config(init_weights=str(start), steps=4), run_dir, progress=False, stop_at=4)
     (tmp_path / "start.json").write_text(json.dumps({"training": {"steps": "overwritten"}}))
+    start.unlink()  # a fresh machine resumes without the start weights: the checkpoint is enough
     train(tiny_config(init_weights=str(start), steps=4), run_dir, resume=True, progress=False)
     card = json.loads((run_dir / "final.json").read_text())
     assert card["training"]["initialised_from"] == json.loads(json.dumps(first_record))

@@ -12,6 +12,7 @@
 
 from scattermotion.training.checkpoint import (
     checkpoint_name,
+    checkpoint_weights,
     latest_checkpoint,
     list_checkpoints,
     weights_hash,
@@ -32,6 +33,7 @@ __all__ = [
     "TrainResult",
     "init_record",
     "checkpoint_name",
+    "checkpoint_weights",
     "latest_checkpoint",
     "list_checkpoints",
     "load_config",

@@ -86,6 +86,11 @@ def save_checkpoint(
             path.unlink(missing_ok=True)
 
 
+def checkpoint_weights(run_dir: Path, step: int) -> Path:
+    """The weights file of checkpoint ``step``."""
+    return _checkpoint_paths(run_dir, checkpoint_name(step))[0]
+
+
 def load_checkpoint(run_dir: Path, step: int, model: torch.nn.Module) -> dict[str, Any]:
     """Load checkpoint ``step``'s weights into ``model``; return its training state (weights_only load)."""
     from scattermotion.model import MotionNet

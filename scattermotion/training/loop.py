@@ -53,6 +53,7 @@ from scattermotion.training.callbacks import (
     mean_over_ranks,
 )
 from scattermotion.training.checkpoint import (
+    checkpoint_weights,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -175,9 +176,12 @@ def _check_resume_config(saved: TrainConfig, config: TrainConfig, path: Path) ->
         )
 
 
-def _build_model(config: TrainConfig):
+def _build_model(config: TrainConfig, run_dir: Path, resume_step: int | None):
     from scattermotion.model import MotionNet, load_weights
+    from scattermotion.model.weights import read_config
 
+    if resume_step is not None:  # the checkpoint fixes the architecture: --init's file need not exist now
+        return MotionNet(read_config(checkpoint_weights(run_dir, resume_step))).train()
     if config.init_weights:  # fine-tune: the weights file fixes the architecture
         return load_weights(config.init_weights).train()
     return MotionNet(config.motion_config())
@@ -249,7 +253,7 @@ def _train(
         random.seed(config.seed)
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
-        model = _build_model(config)
+        model = _build_model(config, run_dir, resume_step)
         dataset, entries = build_dataset(config, run_dir, ctx)
     except BaseException:
         if ctx.is_main:
