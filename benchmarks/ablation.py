@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from scattermotion.data.synthetic import SyntheticClips
 from scattermotion.estimator import FlowEstimator, MotionEstimator, get_estimator
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.model import load_weights
+from scattermotion.reporting import format_number
 from scattermotion.scoring import score_clips
 from scattermotion.threads import set_threads
 from scattermotion.training import TrainConfig, train
@@ -120,8 +120,8 @@ def markdown(rows: list[dict[str, Any]], sets: list[str]) -> str:
         cells = [row["variant"]]
         for name in sets:
             metrics = row["sets"][name]
-            cells += [_fmt(metrics.get("epe")), _fmt(metrics.get("epe_boundary"))]
-        cells.append(_fmt(row.get("train_time_s"), 0) if row.get("train_time_s") is not None else "–")
+            cells += [format_number(metrics.get("epe")), format_number(metrics.get("epe_boundary"))]
+        cells.append(format_number(row.get("train_time_s"), 0))  # "–" when missing
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -142,10 +142,6 @@ def untrained_warning(rows: list[dict[str, Any]], sets: list[str], tolerance: fl
         f"every variant is within {tolerance:.0%} of zero motion on every set: {len(trained)} variants did "
         "not learn motion in this schedule, so they cannot be told apart; train longer (--steps)"
     )
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else "–"
 
 
 def main() -> int:

@@ -22,10 +22,10 @@ import torch
 from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.data.video import open_video
 from scattermotion.estimator import DEFAULT_WEIGHTS
-from scattermotion.evaluate import machine_info
 from scattermotion.extract import ExtractOptions, extract
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.methods import build_estimators, method_label
+from scattermotion.reporting import machine_info
 from scattermotion.threads import set_threads
 
 RESULTS = Path(__file__).resolve().parent / "results" / "extract_speed.json"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from scattermotion.data.fetched import ensure_data
 from scattermotion.estimator import DEFAULT_WEIGHTS
-from scattermotion.evaluate import machine_info
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.precision import cpu_bf16_flags
+from scattermotion.reporting import machine_info
 from scattermotion.threads import set_threads
 from scattermotion.training.parity import run_once, summarise, to_markdown
 from scattermotion.training.speed import VIDEOS

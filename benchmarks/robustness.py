@@ -22,10 +22,10 @@ from pathlib import Path
 from scattermotion.data.fetched import ensure_data
 from scattermotion.data.robustness import RobustnessPairs
 from scattermotion.errors import InputError
-from scattermotion.evaluate import machine_info
 from scattermotion.inputs import parse_size
 from scattermotion.io.atomic import check_output_file, write_bytes_atomic, write_json_atomic
 from scattermotion.methods import build_estimator, method_label
+from scattermotion.reporting import machine_info
 from scattermotion.robustness import run_robustness, to_markdown
 from scattermotion.threads import set_threads
 

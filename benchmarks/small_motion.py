@@ -17,9 +17,9 @@ from pathlib import Path
 from scattermotion.clipsets import Clip
 from scattermotion.data.synthetic import SyntheticClips
 from scattermotion.estimator import MotionEstimator, get_estimator
-from scattermotion.evaluate import machine_info
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.methods import CLASSICAL_METHODS, REGISTRY
+from scattermotion.reporting import machine_info
 from scattermotion.scoring import score_clips
 from scattermotion.threads import set_threads
 

@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 from scattermotion.data.fetched import ensure_data
-from scattermotion.evaluate import machine_info
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.precision import cpu_bf16_flags
+from scattermotion.reporting import machine_info
 from scattermotion.threads import set_threads
 from scattermotion.training.speed import (
     OPTIMISATIONS,

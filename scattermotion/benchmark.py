@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 
 from scattermotion.errors import InputError
 from scattermotion.methods import OURS, REGISTRY, SPEED, build_estimator, check_methods, method_label
+from scattermotion.reporting import available_cores, machine_info
 from scattermotion.threads import set_threads
 
 DEFAULT_METHODS = (OURS, "tvl1", "dis", "farneback")
@@ -67,14 +67,6 @@ class SpeedTask:
 
 
 # ---- parsing ---------------------------------------------------------------------------------------------
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -307,27 +299,6 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
             )
             if match is not None:
                 row[key] = row["pairs_per_s"] / match["pairs_per_s"]
-
-
-def machine_info() -> dict[str, Any]:
-    import cv2
-
-    info = {
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "available_cores": available_cores(),
-        "opencv": cv2.__version__,
-        "python": platform.python_version(),
-    }
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["cuda"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    return info
 
 
 def run_benchmark(

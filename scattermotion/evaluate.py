@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ from scattermotion.errors import InputError
 from scattermotion.estimator import FlowEstimator
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.methods import OURS, build_estimators, method_label
+from scattermotion.reporting import format_number, machine_info
 from scattermotion.scoring import score_clips
 
 # ---- methods ---------------------------------------------------------------------------------------------
@@ -108,20 +108,6 @@ def evaluate_set(
             }
         )
     return info, results
-
-
-def machine_info() -> dict[str, Any]:
-    import cv2
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
-    }
 
 
 def run_evaluation(
@@ -198,11 +184,6 @@ def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _fmt(value: float | None, digits: int = 2, scale: float = 1.0) -> str:
-    value = _num(value)
-    return f"{value * scale:.{digits}f}" if math.isfinite(value) else "–"
-
-
 FLOW_COLUMNS = (  # (header, metric key, digits, scale)
     ("EPE", "epe", 2, 1.0),
     ("EPE noc", "epe_noc", 2, 1.0),
@@ -258,15 +239,15 @@ def to_markdown(report: dict[str, Any]) -> str:
             for r in group:
                 cells = [name, info.get("size", ""), str(info.get("pairs", r["pairs"]))]
                 if kind == "flow":
-                    cells.append(_fmt(info.get("mean_motion_px"), 1))
+                    cells.append(format_number(info.get("mean_motion_px"), 1))
                 cells.append(labels.get(r["method"], r["method"]))
                 for _, key, digits, scale in columns:
-                    text = _fmt(r["metrics"].get(key), digits, scale)
+                    text = format_number(r["metrics"].get(key), digits, scale)
                     is_best = key == best_key and best is not None and _num(r["metrics"].get(key)) == best
                     if is_best and len(group) > 1:
                         text = f"**{text}**"
                     cells.append(text)
-                cells.append(_fmt(r["ms_per_pair"], 1))
+                cells.append(format_number(r["ms_per_pair"], 1))
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     notes = [f"{s['name']}: {note}" for s in report["sets"] for note in s.get("notes", [])]

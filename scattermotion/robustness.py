@@ -31,8 +31,8 @@ from scattermotion.data.robustness import (
     RobustnessPairs,
 )
 from scattermotion.estimator import FlowEstimator
-from scattermotion.evaluate import _fmt  # the evaluation tables' number format
 from scattermotion.metrics import aggregate, endpoint_error, flow_metrics
+from scattermotion.reporting import format_number
 
 EXACT = "exact flow"
 REFERENCE = "dis"  # the method every ratio is taken to
@@ -239,7 +239,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         exact = r["method"] == EXACT
         cells = ["exact flow (read-out ceiling)" if exact else r.get("label", r["method"])]
         for _, key, digits, scale in COLUMNS:
-            cells.append("" if exact and key.endswith("_vs_dis") else _fmt(r.get(key), digits, scale))
+            blank = exact and key.endswith("_vs_dis")
+            cells.append("" if blank else format_number(r.get(key), digits, scale))
         lines.append("| " + " | ".join(cells) + " |")
     ceiling = next((r["direction_accuracy"] for r in report["rows"] if r["method"] == EXACT), None)
     lines += [
@@ -251,7 +252,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         f"in the object's box minus the background ring's around it ({RING_PX} px) and its unit vector, "
         f"fitted on the {s['train_objects']} objects of the first {s['train_pairs']} pairs, tested on the "
         f"{s['test_objects']} objects of the other {s['pairs'] - s['train_pairs']}; chance "
-        f"{_fmt(report.get('chance'), 1, 100)} %, exact-flow ceiling {_fmt(ceiling, 1, 100)} %.",
+        f"{format_number(report.get('chance'), 1, 100)} %, "
+        f"exact-flow ceiling {format_number(ceiling, 1, 100)} %.",
     ]
     load, cores = report.get("load_average"), (report.get("machine") or {}).get("cpu_count")
     if load and cores and max(load) > cores:
