@@ -14,6 +14,7 @@ from scattermotion.losses import LossConfig, self_supervised_loss
 from scattermotion.model import MotionConfig, MotionNet, build_motion_net, load_weights, save_weights
 from scattermotion.model.cues import CueDecoder, displacement_grid, local_correlation
 from scattermotion.model.upsample import bilinear_logits, convex_upsample, upsample_bilinear
+from scattermotion.model.weights import grow_weights
 from scattermotion.padding import InputPadder
 
 torch.set_num_threads(2)
@@ -240,7 +241,7 @@ def test_config_round_trip_presets_and_validation():
     assert build_motion_net("small").config == MotionConfig.small()
     assert MotionConfig.small().decoder_strides == (16, 8, 4)
     assert MotionConfig.small(output_stride=8).decoder_strides == (16, 8)
-    for bad in ({"cue_window": 8}, {"upsample": "nearest"}, {"output_stride": 2}, {"channels": (1, 2)}):
+    for bad in ({"cue_window": 8}, {"upsample": "nearest"}, {"output_stride": 16}, {"channels": (1, 2)}):
         with pytest.raises(ValueError):
             MotionConfig(**bad)
     with pytest.raises(ValueError, match="unknown"):
@@ -249,14 +250,37 @@ def test_config_round_trip_presets_and_validation():
         build_motion_net("huge")
 
 
-def test_output_stride_8_config_runs():
-    net = MotionNet(MotionConfig.from_dict({**TINY.to_dict(), "output_stride": 8})).eval()
+@pytest.mark.parametrize("stride, levels", [(8, (16, 8)), (2, (16, 8, 4, 2))])
+def test_other_output_strides_run(stride, levels):
+    net = MotionNet(MotionConfig.from_dict({**TINY.to_dict(), "output_stride": stride})).eval()
     with torch.inference_mode():
         out = net(torch.rand(1, 2, 3, 32, 32))
-    assert out.strides == (16, 8) and out.flows.shape == (1, 1, 2, 32, 32)
+    assert out.strides == levels and out.flows.shape == (1, 1, 2, 32, 32)
+    assert [m.shape[-1] for m in out.coarse_flows] == [32 // s for s in levels]
 
 
 # ---- weights -------------------------------------------------------------------------------------
+def test_growing_a_finer_level_keeps_every_tensor_that_fits(tmp_path, tiny_net: MotionNet):
+    path = save_weights(tiny_net, tmp_path / "m.safetensors")
+    grown, fresh = grow_weights(path, {"output_stride": 2})
+    assert grown.config.output_stride == 2 and grown.config.channels == tiny_net.config.channels
+    stored = tiny_net.state_dict()
+    kept = [name for name in grown.state_dict() if name not in fresh]
+    assert fresh and all(name.startswith(("refiners.2.", "upsampler.")) for name in fresh)
+    assert "refiners.2.logits.weight" in fresh and "encoder.levels.0.0.0.weight" in kept
+    assert all(torch.equal(grown.state_dict()[name], stored[name]) for name in kept)
+    # The new level starts near a zero residual: its stride-2 motion is the stride-4 one, upsampled.
+    grown.eval()
+    with torch.inference_mode():
+        out = grown(torch.rand(1, 2, 3, 32, 32))
+    coarse, fine = out.coarse_flows[-2], out.coarse_flows[-1]
+    up = F.interpolate(coarse[0], scale_factor=2, mode="bilinear", align_corners=False) * 2
+    radius = grown.config.refine_window // 2  # a residual never leaves its window, whatever the features
+    assert (fine[0] - up).abs().max() <= radius + 1e-5
+    with pytest.raises(InputError, match="model_overrides"):
+        grow_weights(path, {"output_stride": 3})
+
+
 def test_weights_round_trip_gives_identical_outputs(tmp_path, tiny_net: MotionNet):
     path = save_weights(tiny_net, tmp_path / "m.safetensors", card={"steps": 3})
     loaded = load_weights(path)

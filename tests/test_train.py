@@ -214,6 +214,19 @@ def test_a_fine_tuned_run_keeps_the_history_of_its_start_weights(uninterrupted, 
     assert json.loads(out.with_suffix(".json").read_text())["training"]["initialised_from"]["steps"] == 6
 
 
+def test_model_overrides_grow_the_init_weights_by_a_finer_level(uninterrupted, tmp_path):
+    """--init with model_overrides: the stored network with the change applied; what fits is loaded."""
+    start = uninterrupted / "final.safetensors"
+    overrides = {**load_config(TINY).model_overrides, "output_stride": 2}
+    config = tiny_config(
+        init_weights=str(start), model_overrides=overrides, loss={"level_weights": [0.25, 0.5, 0.75, 0.9]}
+    )
+    train(config.replace(steps=2), tmp_path / "grown", progress=False)
+    grown = load_weights(tmp_path / "grown" / "final.safetensors")
+    assert grown.config.output_stride == 2 and "refiners.2.logits.weight" in grown.state_dict()
+    assert "photo_s2" in read_metrics(tmp_path / "grown")[0]  # the new level is trained
+
+
 # ---- distributed -------------------------------------------------------------------------------------------
 
 

@@ -45,8 +45,8 @@ class MotionConfig:
             raise ValueError("cue_window must be odd and >= 3")
         if self.refine_window < 1 or self.refine_window % 2 == 0:
             raise ValueError("refine_window must be odd")
-        if self.output_stride not in PYRAMID_STRIDES[1:]:
-            raise ValueError(f"output_stride must be one of {PYRAMID_STRIDES[1:]}")
+        if self.output_stride not in PYRAMID_STRIDES[:-1]:
+            raise ValueError(f"output_stride must be one of {PYRAMID_STRIDES[:-1]}")
         if self.upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}")
         if not set(self.temporal_strides) <= set(PYRAMID_STRIDES):

@@ -151,6 +151,26 @@ def _mismatches(
     return problems
 
 
+def grow_weights(path: str | Path, overrides: dict[str, Any]) -> tuple[MotionNet, list[str]]:
+    """The network stored in ``path`` with ``overrides`` applied to its config (e.g. a finer
+    ``output_stride``): every tensor whose name and shape still fit is loaded, the rest keep their fresh
+    initialisation. Returns the network and the names of the fresh tensors.
+
+    A new decoder level starts at a zero residual (near-uniform cues), so the grown network begins close to
+    the stored one and training only has to teach the new parts.
+    """
+    source = load_weights(path)  # every check of a stored file, as for any weights
+    try:
+        config = MotionConfig.from_dict({**source.config.to_dict(), **overrides})
+    except (ValueError, TypeError) as err:
+        raise InputError(path, f"cannot apply model_overrides {overrides} to its config ({err})") from None
+    model = MotionNet(config)
+    own, stored = model.state_dict(), source.state_dict()
+    fits = {name: t for name, t in stored.items() if name in own and own[name].shape == t.shape}
+    model.load_state_dict(fits, strict=False)
+    return model, sorted(set(own) - set(fits))
+
+
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> MotionNet:
     """Rebuild the MotionNet stored in ``path`` and load its parameters; returns it in eval mode.
 

@@ -56,7 +56,8 @@ class TrainConfig:
 
     # model and loss
     model: str = "small"  # MotionConfig preset
-    init_weights: str | None = None  # start from these weights (fine-tuning; their architecture wins)
+    init_weights: str | None = None  # start from these weights (fine-tuning: their architecture, with
+    # model_overrides applied when there are any: tensors that still fit load, new parts start fresh)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # MotionConfig fields
     loss: dict[str, Any] = field(default_factory=dict)  # LossConfig fields
     # Occlusion masking (if the loss config has it on) starts at this step: masking from the first step lets

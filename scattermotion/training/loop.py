@@ -178,10 +178,16 @@ def _check_resume_config(saved: TrainConfig, config: TrainConfig, path: Path) ->
 
 def _build_model(config: TrainConfig, run_dir: Path, resume_step: int | None):
     from scattermotion.model import MotionNet, load_weights
-    from scattermotion.model.weights import read_config
+    from scattermotion.model.weights import grow_weights, read_config
 
     if resume_step is not None:  # the checkpoint fixes the architecture: --init's file need not exist now
         return MotionNet(read_config(checkpoint_weights(run_dir, resume_step))).train()
+    if config.init_weights and config.model_overrides:  # grow: the file's architecture, changed as asked
+        model, fresh = grow_weights(config.init_weights, config.model_overrides)
+        log.info(
+            "grown from %s with %s; fresh tensors: %s", config.init_weights, config.model_overrides, fresh
+        )
+        return model.train()
     if config.init_weights:  # fine-tune: the weights file fixes the architecture
         return load_weights(config.init_weights).train()
     return MotionNet(config.motion_config())
