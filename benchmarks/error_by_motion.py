@@ -5,7 +5,8 @@
 Generated clips with exact ground truth, of both kinds the model trains on (``mixed``: sample pictures under
 smooth fields and sprites; ``footage``: camera motion, independent objects and sensor nuisances), 256×320, one
 pair each, from a seed of their own (never a training or validation seed). For every bin of |true motion|
-the table gives each method's mean EPE there, its ratio to DIS's, and the share of the method's whole error
+the table gives each method's mean EPE there, its ratio to DIS's, its mean signed error along the true motion
+(a method that finds too little of the motion is negative there), and the share of the method's whole error
 (summed over pixels) that the bin holds: which motions a better model must fix first. Prints Markdown and
 writes ``benchmarks/results/error_by_motion.json`` atomically.
 """
@@ -22,6 +23,7 @@ from scattermotion.data.synthetic import SyntheticClips
 from scattermotion.estimator import get_estimator
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.methods import CLASSICAL_METHODS, OURS, REGISTRY
+from scattermotion.metrics import along_error, endpoint_error
 from scattermotion.reporting import format_number, machine_info
 from scattermotion.scoring import score_clips
 from scattermotion.threads import set_threads
@@ -34,35 +36,41 @@ BASELINES = tuple(m for m in CLASSICAL_METHODS if REGISTRY[m].motion_source)
 
 
 def binned_errors(flows: list[np.ndarray], clips: list[Clip]) -> np.ndarray:
-    """``len(BINS)-1`` × 2: summed EPE and pixel count per motion bin (finite ground truth only)."""
-    sums = np.zeros((len(BINS) - 1, 2))
+    """``len(BINS)-1`` × 4 per motion bin: summed EPE, its pixel count (finite ground truth), summed error
+    along the true motion (:func:`along_error`) and its count (moving pixels)."""
+    sums = np.zeros((len(BINS) - 1, 4))
     for pred, clip in zip(flows, clips, strict=True):
         truth = clip.flows[0]
         magnitude = np.linalg.norm(truth, axis=-1)
-        epe = np.linalg.norm(pred - truth, axis=-1)
-        ok = np.isfinite(magnitude) & np.isfinite(epe)
-        which = np.digitize(magnitude[ok], BINS[1:-1])
-        sums[:, 0] += np.bincount(which, epe[ok], minlength=len(BINS) - 1)
-        sums[:, 1] += np.bincount(which, minlength=len(BINS) - 1)
+        epe, along = endpoint_error(pred, truth), along_error(pred, truth)
+        for column, values in ((0, epe), (2, along)):
+            ok = np.isfinite(magnitude) & np.isfinite(values)
+            which = np.digitize(magnitude[ok], BINS[1:-1])
+            sums[:, column] += np.bincount(which, values[ok], minlength=len(BINS) - 1)
+            sums[:, column + 1] += np.bincount(which, minlength=len(BINS) - 1)
     return sums
 
 
 def to_markdown(report: dict) -> str:
-    lines = [f"{report['clips']} pairs of 256×320 per kind (seed {SEED}); EPE in px by |true motion|.", ""]
+    lines = [
+        f"{report['clips']} pairs of 256×320 per kind (seed {SEED}); EPE in px by |true motion|; "
+        "along: mean signed error along the true motion (negative: too short).",
+        "",
+    ]
     for kind in KINDS:
         rows = report["kinds"][kind]
         dis = {r["bin"]: r["epe"] for r in rows if r["method"] == "dis"}
         lines += [
             f"**{kind}**",
             "",
-            "| |true motion| px | pixels % | method | EPE px | × DIS | share of its error % |",
-            "|---|---:|---|---:|---:|---:|",
+            "| |true motion| px | pixels % | method | EPE px | × DIS | along px | share of its error % |",
+            "|---|---:|---|---:|---:|---:|---:|",
         ]
         for r in rows:
             ratio = r["epe"] / dis[r["bin"]] if dis.get(r["bin"]) else None
             lines.append(
                 f"| {r['bin']} | {format_number(r['pixels_share'], 1, 100)} | {r['method']} | "
-                f"{format_number(r['epe'])} | {format_number(ratio)} | "
+                f"{format_number(r['epe'])} | {format_number(ratio)} | {format_number(r.get('along'))} | "
                 f"{format_number(r['error_share'], 1, 100)} |"
             )
         lines.append("")
@@ -93,6 +101,7 @@ def main() -> None:
                 "bin": f"{low:g}–{high:g}",
                 "method": method,
                 "epe": sums[method][i, 0] / sums[method][i, 1] if sums[method][i, 1] else None,
+                "along": sums[method][i, 2] / sums[method][i, 3] if sums[method][i, 3] else None,
                 "pixels_share": sums[method][i, 1] / sums[method][:, 1].sum(),
                 "error_share": sums[method][i, 0] / sums[method][:, 0].sum(),
             }

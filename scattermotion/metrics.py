@@ -39,6 +39,17 @@ def endpoint_error(pred, gt, axis: int = -1):
     return (pred - gt).pow(2).sum(axis).add(1e-12).sqrt()
 
 
+def along_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Per-pixel signed error along the true motion, ``(pred − gt)·gt/|gt|`` in px (H×W×2 each → H×W):
+    negative where the estimate falls short of the true motion, positive where it overshoots; NaN where the
+    ground truth is unknown or zero. Its mean shows a bias that the EPE (a length) cannot."""
+    truth = np.asarray(gt, dtype=np.float64)
+    magnitude = np.linalg.norm(truth, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        along = np.sum((pred.astype(np.float64) - truth) * truth, axis=-1) / magnitude
+    return np.where(magnitude > 1e-6, along, np.nan)
+
+
 def motion_boundaries(gt: np.ndarray, threshold: float = 1.0, radius: int = 2) -> np.ndarray:
     """H×W bool: pixels within ``radius`` px of a motion boundary, i.e. of two 4-neighbours whose known
     ground-truth motions differ by more than ``threshold`` px."""

@@ -9,6 +9,7 @@ import pytest
 
 from scattermotion.metrics import (
     aggregate,
+    along_error,
     backward_warp_image,
     flow_metrics,
     masked_ssim,
@@ -132,3 +133,16 @@ def test_aggregate():
     assert summary["x"] == 7.0
     assert summary["samples"] == 3
     assert math.isnan(aggregate([{"epe": math.nan}])["epe"])
+
+
+def test_along_error_is_signed_by_falling_short_or_overshooting():
+    gt = np.zeros((2, 3, 2))
+    gt[..., 0] = 4.0  # 4 px to the right
+    gt[1, 2] = np.nan  # unknown
+    gt[0, 2] = 0.0  # not moving: no direction to be short along
+    pred = gt.copy()
+    pred[0, 0] = (3.0, 5.0)  # 1 px short, 5 px off to the side: along -1
+    pred[0, 1] = (6.0, 0.0)  # 2 px too far
+    along = along_error(np.nan_to_num(pred), gt)
+    assert along[0, 0] == pytest.approx(-1.0) and along[0, 1] == pytest.approx(2.0)
+    assert along[1, 0] == 0.0 and np.isnan(along[0, 2]) and np.isnan(along[1, 2])
