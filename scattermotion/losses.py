@@ -32,6 +32,9 @@ class LossConfig:
     occlusion_alpha2: float = 0.5
     full_res_weight: float = 1.0
     level_weights: tuple[float, ...] = (0.25, 0.5, 0.75)  # deep supervision per decoder level, coarsest first
+    # Clips with ground truth: cross-entropy of each level's cue distribution against the two-hot of the true
+    # residual (training/objectives.cue_target_loss), times supervised_weight; 0: off.
+    cue_target_weight: float = 0.0
 
 
 # ---- pieces --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ per-sample objective, precision selection."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,17 @@ from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.errors import InputError
 from scattermotion.losses import LossConfig
 from scattermotion.model import MotionNet
+from scattermotion.model.cues import cue_expectation, displacement_grid
 from scattermotion.precision import autocast, resolve_precision
 from scattermotion.training import list_checkpoints, load_config, train
 from scattermotion.training.checkpoint import CHECKPOINT_DIR, remove_stale_temporaries
-from scattermotion.training.objectives import select_samples, supervised_loss, training_objective
+from scattermotion.training.objectives import (
+    cue_target_loss,
+    select_samples,
+    supervised_loss,
+    training_objective,
+    two_hot,
+)
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -120,6 +128,51 @@ def test_objective_scores_each_sample_by_the_term_that_fits_it(tiny_output):
         frames, output, torch.zeros(3, dtype=torch.bool), gt, cfg, 1.0, False
     )
     assert set(none_parts) == set(parts) and none_parts["supervised_epe"] == 0
+
+
+def test_two_hot_targets_have_the_residual_as_expectation_clamped_to_the_window():
+    residual = torch.tensor([-2.7, -1.0, -0.3, 0.0, 0.25, 1.99, 2.0, 3.5]).view(1, 8, 1)
+    weights = two_hot(residual, 2)  # 1×5×8×1
+    assert torch.allclose(weights.sum(1), torch.ones(1, 8, 1))
+    assert (weights > 0).sum(1).max() <= 2  # at most the two candidates around the residual
+    expectation = (weights * (torch.arange(5.0) - 2).view(5, 1, 1)).sum(1).flatten()
+    assert torch.allclose(expectation, residual.flatten().clamp(-2, 2), atol=1e-6)
+
+
+def test_cue_target_loss_is_least_for_the_two_hot_distribution_and_reaches_every_level(tiny_output):
+    _, output = tiny_output
+    truth = torch.randn_like(output.flows) * 3
+    total, parts = cue_target_loss(output, truth, (0.25, 0.5, 0.75))
+    assert set(parts) == {"cue_ce_s16", "cue_ce_s8", "cue_ce_s4"} and total > 0
+    # Logits equal to the log of the 2-D two-hot target give the target's entropy, which no other
+    # distribution beats, and an expectation that is the true residual.
+    stride, logits, centre = output.strides[-1], output.level_logits[-1], output.level_centres[-1]
+    window = int(logits.shape[2] ** 0.5)
+    residual = torch.nn.functional.avg_pool2d(truth.flatten(0, 1), stride) / stride - centre.flatten(0, 1)
+    along_x, along_y = two_hot(residual[:, 0], window // 2), two_hot(residual[:, 1], window // 2)
+    target = (along_y.unsqueeze(2) * along_x.unsqueeze(1)).flatten(1, 2)
+    grid = displacement_grid(window)
+    radius = window // 2
+    assert torch.allclose(cue_expectation(target, grid), residual.clamp(-radius, radius), atol=1e-5)
+    exact_logits = target.clamp_min(1e-12).log().unflatten(0, logits.shape[:2])
+    exact = dataclasses.replace(output, level_logits=[*output.level_logits[:-1], exact_logits])
+    _, exact_parts = cue_target_loss(exact, truth, (0.0, 0.0, 1.0))
+    entropy = -(target * target.clamp_min(1e-12).log()).sum(1).mean()
+    assert exact_parts["cue_ce_s4"] == pytest.approx(entropy.item(), abs=1e-4)
+    assert exact_parts["cue_ce_s4"] < parts["cue_ce_s4"]
+
+
+def test_objective_adds_the_cue_target_term_only_when_weighted(tiny_output):
+    frames, output = tiny_output
+    gt = output.flows.detach() + 0.5
+    has_gt = torch.tensor([True, True, False])
+    off, off_parts = training_objective(frames, output, has_gt, gt, LossConfig(occlusion=False), 1.0, False)
+    cfg = LossConfig(occlusion=False, cue_target_weight=0.5)
+    on, on_parts = training_objective(frames, output, has_gt, gt, cfg, 2.0, False)
+    cue, _ = cue_target_loss(select_samples(output, has_gt), gt[has_gt], cfg.level_weights)
+    assert "cue_ce_s4" not in off_parts and on_parts["cue_ce_s4"] > 0
+    sup, _ = supervised_loss(select_samples(output, has_gt), gt[has_gt], cfg.level_weights)
+    assert on.item() - off.item() == pytest.approx(sup.item() + 2.0 * 0.5 * cue.item(), rel=1e-4)
 
 
 def test_precision_auto_and_bf16_forward_keeps_fp32_motion():

@@ -41,6 +41,11 @@ class MotionOutput:
     backward_flows: torch.Tensor | None = None  # B×(T−1)×2×H×W, frame t+1 → t (bidirectional only)
     backward_confidence: torch.Tensor | None = None
     backward_coarse_flows: list[torch.Tensor] | None = None
+    # Per decoder level, coarsest first (forward pairs): the cue logits over that level's window, and the
+    # motion (level pixels) the window is centred on (zero at the coarsest level, the upsampled coarser
+    # motion below). A loss on the cue distributions themselves needs both (objectives.cue_target_loss).
+    level_logits: list[torch.Tensor] | None = None
+    level_centres: list[torch.Tensor] | None = None
 
 
 class MotionNet(nn.Module):
@@ -108,14 +113,16 @@ class MotionNet(nn.Module):
         coarse = pyramid[self.stride]
         corr = local_correlation(ref(coarse.match), tgt(coarse.match), config.cue_window // 2, normalize=True)
         cue_logits, cue_probs, motion, confidence, hidden = self.cue_decoder(corr, ref(coarse.context))
-        levels = [motion]
+        levels, level_logits, centres = [motion], [cue_logits], [torch.zeros_like(motion)]
         for stride in config.decoder_strides[1:]:
             level = pyramid[stride]
             motion = upsample_bilinear(motion, 2)
+            centres.append(motion)
             warped, _ = backward_warp(tgt(level.match), motion)
             corr = local_correlation(ref(level.match), warped, config.refine_window // 2, normalize=True)
             features = torch.cat((ref(level.context), motion / MOTION_INPUT_SCALE), dim=1)
-            _, _, residual, _, hidden = self.refiners[str(stride)](corr, features)
+            logits, _, residual, _, hidden = self.refiners[str(stride)](corr, features)
+            level_logits.append(logits)
             motion = motion + residual
             levels.append(motion)
 
@@ -148,6 +155,8 @@ class MotionNet(nn.Module):
             backward_flows=backward_flows,
             backward_confidence=conf_bwd,
             backward_coarse_flows=[bwd for _, bwd in level_splits] if bidirectional else None,
+            level_logits=[split(x)[0] for x in level_logits],
+            level_centres=[split(x)[0] for x in centres],
         )
 
 

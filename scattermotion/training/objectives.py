@@ -4,6 +4,13 @@
   without ground truth (real video).
 - :func:`supervised_loss`: end-point error against exact ground truth (synthetic clips), at full resolution
   and at every decoder level (deep supervision, the ground truth area-averaged to the level).
+- :func:`cue_target_loss`: cross-entropy of every level's cue distribution against the two-hot of the true
+  residual (the distribution focal loss of Generalized Focal Loss, Li et al. 2020), on clips with ground
+  truth.
+  Why: EPE through the soft-argmax alone left the cues centre-heavy: on a rigid 2 px shift of a real frame
+  each refinement level found only ~45 % of its residual (stride 4: 0.69 -> 1.27 px, stride 2: 1.26 -> 1.25),
+  so the motion fell short everywhere with a p10-p90 spread of 1.2 px where DIS is exact. The two-hot target
+  says exactly how much mass each neighbouring candidate must hold for a sub-cell residual.
 - :func:`training_objective` mixes them per sample: a batch holds real and synthetic clips, each scored by
   the term that fits it. Scoring synthetic clips photometrically as well (``self_supervised_on_synthetic``)
   was the old recipe; with their exact motion at hand the photometric term only adds noise and compute.
@@ -12,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +63,42 @@ def supervised_loss(
     return total, parts
 
 
+def two_hot(residual: torch.Tensor, radius: int) -> torch.Tensor:
+    """``…×h×w`` residuals (in cells) → ``…×(2r+1)×h×w`` weights on the integer candidates −r…r: the two
+    around the residual share the mass linearly (their expectation is the residual), clamped to the window."""
+    position = (residual + radius).clamp(0, 2 * radius)
+    low = position.floor().clamp(max=2 * radius - 1)
+    high_weight = position - low
+    candidates = torch.arange(2 * radius + 1, device=residual.device, dtype=residual.dtype)
+    offset = candidates.view(-1, 1, 1) - low.unsqueeze(-3)  # 0 at the low candidate, 1 at the high one
+    return (offset == 0) * (1 - high_weight).unsqueeze(-3) + (offset == 1) * high_weight.unsqueeze(-3)
+
+
+def cue_target_loss(
+    output, flows: torch.Tensor, level_weights: tuple[float, ...]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Cross-entropy of each decoder level's cue distribution against the 2-D two-hot (outer product of the
+    x and y :func:`two_hot`) of the true residual: the ground truth average-pooled to the level, in cells,
+    minus the motion the level's window is centred on (detached: each level is taught its own step)."""
+    total = flows.new_zeros(())
+    parts = {}
+    folded = flows.flatten(0, 1)
+    levels = zip(output.strides, level_weights, output.level_logits, output.level_centres, strict=True)
+    for stride, weight, logits, centre in levels:
+        if not weight:
+            continue
+        window = math.isqrt(logits.shape[2])
+        target = F.avg_pool2d(folded, stride).unflatten(0, flows.shape[:2]) / stride
+        residual = target - centre.detach().float()
+        along_x, along_y = two_hot(residual[:, :, 0], window // 2), two_hot(residual[:, :, 1], window // 2)
+        # Candidate i·k + j is (dx, dy) = (j − r, i − r) (cues.displacement_grid).
+        joint = (along_y.unsqueeze(3) * along_x.unsqueeze(2)).flatten(2, 3)
+        entropy = -(joint * F.log_softmax(logits.float(), dim=2)).sum(2).mean()
+        total = total + weight * entropy
+        parts[f"cue_ce_s{stride}"] = entropy.detach()
+    return total, parts
+
+
 def training_objective(
     frames: torch.Tensor,
     output,
@@ -86,12 +130,15 @@ def training_objective(
         parts.update({k: v for k, v in photo_parts.items() if k != "total"})
         parts["self_supervised"] = photo.detach()
     if supervised:
-        sup, sup_parts = supervised_loss(
-            select_samples(output, has_gt), gt_flows.to(frames.device)[has_gt], loss_cfg.level_weights
-        )
+        labelled, truth = select_samples(output, has_gt), gt_flows.to(frames.device)[has_gt]
+        sup, sup_parts = supervised_loss(labelled, truth, loss_cfg.level_weights)
         total = total + supervised_weight * sup
         parts.update(sup_parts)
         parts["supervised_epe"] = sup_parts["epe_s1"]
+        if loss_cfg.cue_target_weight:
+            cue, cue_parts = cue_target_loss(labelled, truth, loss_cfg.level_weights)
+            total = total + supervised_weight * loss_cfg.cue_target_weight * cue
+            parts.update(cue_parts)
     parts["total"] = total.detach()
     return total, parts
 
@@ -106,4 +153,7 @@ def _part_names(output, loss_cfg: LossConfig, supervised: bool) -> list[str]:
             *(f"epe_s{s}" for s, w in zip(output.strides, loss_cfg.level_weights, strict=True) if w),
         ]
         names.append("supervised_epe")
+        if loss_cfg.cue_target_weight:
+            weighted = zip(output.strides, loss_cfg.level_weights, strict=True)
+            names += [f"cue_ce_s{stride}" for stride, weight in weighted if weight]
     return names
