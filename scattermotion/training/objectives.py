@@ -79,7 +79,8 @@ def cue_target_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Cross-entropy of each decoder level's cue distribution against the 2-D two-hot (outer product of the
     x and y :func:`two_hot`) of the true residual: the ground truth average-pooled to the level, in cells,
-    minus the motion the level's window is centred on (detached: each level is taught its own step)."""
+    minus the motion the level's window is centred on (detached: each level is taught its own step). Mean
+    over the cells whose residual lies inside the window."""
     total = flows.new_zeros(())
     parts = {}
     folded = flows.flatten(0, 1)
@@ -93,7 +94,11 @@ def cue_target_loss(
         along_x, along_y = two_hot(residual[:, :, 0], window // 2), two_hot(residual[:, :, 1], window // 2)
         # Candidate i·k + j is (dx, dy) = (j − r, i − r) (cues.displacement_grid).
         joint = (along_y.unsqueeze(3) * along_x.unsqueeze(2)).flatten(2, 3)
-        entropy = -(joint * F.log_softmax(logits.float(), dim=2)).sum(2).mean()
+        cross_entropy = -(joint * F.log_softmax(logits.float(), dim=2)).sum(2)
+        # Only where the true residual lies inside the window: beyond it the clamped target is the window's
+        # edge, which is a direction, not a distribution to calibrate (the EPE term handles those pixels).
+        inside = (residual.abs() <= window // 2).all(dim=2).to(cross_entropy.dtype)
+        entropy = (cross_entropy * inside).sum() / inside.sum().clamp_min(1.0)
         total = total + weight * entropy
         parts[f"cue_ce_s{stride}"] = entropy.detach()
     return total, parts
