@@ -1,5 +1,6 @@
 """Ablations of the design choices: context-guided upsampling (CGU) vs bilinear, T=4 vs T=2 clip context,
-and training with vs without forward-backward occlusion masks.
+training with vs without forward-backward occlusion masks, and the objectives on synthetic ground truth (an
+EPE term at full weight, and with it the cue-target term on the cue distributions).
 
 Every variant is trained from the same seed with the same short self-supervised schedule
 (``scattermotion.training``: same videos, same synthetic share, same steps, batch and crop) and evaluated on
@@ -48,6 +49,13 @@ VARIANTS: dict[str, dict[str, Any]] = {  # changes to the reference training con
     "bilinear upsampling": {"model_overrides": {"upsample": "bilinear"}},
     "T=2 (no clip context)": {"clip_len": 2},
     "no occlusion masks": {"loss": {"occlusion": False}},
+    # Objectives on the synthetic clips' exact motion (real video stays self-supervised in every variant).
+    "EPE on synthetic (weight 1)": {"supervised_weight": 1.0, "self_supervised_on_synthetic": False},
+    "EPE + cue target on synthetic": {
+        "supervised_weight": 1.0,
+        "self_supervised_on_synthetic": False,
+        "loss": {"cue_target_weight": 1.0},
+    },
 }
 
 
