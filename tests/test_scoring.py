@@ -103,3 +103,26 @@ def test_training_validation_scores_like_evaluate(tmp_path):
     _, (evaluated,) = evaluate_set(resolve_set("motorcycle"), {"ours": MotionEstimator(model)})
     assert metrics["motorcycle_epe"] == pytest.approx(evaluated["metrics"]["epe"], rel=1e-9)
     assert examples["motorcycle"][0].shape == examples["motorcycle"][1].shape
+
+
+def test_footage_validation_scores_the_robustness_kind_of_pair_from_its_own_seed(tmp_path):
+    """``val_sets: [footage]`` scores robustness-style pairs of the validation seed, never the benchmark's."""
+    import torch
+    from tiny_models import save_tiny_weights
+
+    from scattermotion.data.robustness import RobustnessPairs
+    from scattermotion.estimator import MotionEstimator
+    from scattermotion.metrics import endpoint_error
+    from scattermotion.model import load_weights
+    from scattermotion.training.config import VALIDATION_SYNTHETIC_SEED, TrainConfig
+    from scattermotion.training.validation import Validator
+
+    model = load_weights(save_tiny_weights(tmp_path / "tiny.safetensors"))
+    config = TrainConfig(val_sets=("footage",), val_real_clips=0, val_footage_pairs=2)
+    metrics, _ = Validator(config)(model, torch.device("cpu"))
+    pairs = RobustnessPairs(VALIDATION_SYNTHETIC_SEED, 2, size=(240, 320))
+    estimator = MotionEstimator(model)
+    expected = np.mean([endpoint_error(estimator.estimate(p.frame1, p.frame2), p.flow).mean() for p in pairs])
+    assert set(metrics) == {"footage_epe"} and metrics["footage_epe"] == pytest.approx(expected, rel=1e-6)
+    benchmark = RobustnessPairs(1313, 1, size=(240, 320))[0]  # benchmarks/robustness.py's default seed
+    assert not np.array_equal(benchmark.frame1, pairs[0].frame1)

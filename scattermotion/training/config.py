@@ -21,7 +21,11 @@ from scattermotion.precision import PRECISIONS
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 VALIDATION_SYNTHETIC_SEED = 20240711  # the fixed synthetic validation set; training seeds never reach it
-VALIDATION_SETS = ("synthetic", "motorcycle", "aloe")
+# "footage": pairs of the real-footage robustness benchmark's kind (training-side videos under camera motion,
+# small objects, sensor noise and gain; data/robustness.py) from the validation seed, never the benchmark's.
+VALIDATION_SETS = ("synthetic", "footage", "motorcycle", "aloe")
+DEFAULT_VALIDATION_SETS = ("synthetic", "motorcycle", "aloe")
+VALIDATION_FOOTAGE_SIZE = (240, 320)
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 # The training record of the --init weights, copied when the run starts: their card may be overwritten
@@ -44,6 +48,7 @@ RESUMABLE_CHANGES = frozenset(
         "val_synthetic_count",
         "val_synthetic_size",
         "val_real_clips",
+        "val_footage_pairs",
         "debug_dump",
         "precision",
     }
@@ -97,10 +102,11 @@ class TrainConfig:
     val_every: int = 1000
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
-    val_sets: tuple[str, ...] = VALIDATION_SETS
+    val_sets: tuple[str, ...] = DEFAULT_VALIDATION_SETS
     val_synthetic_count: int = 8
     val_synthetic_size: tuple[int, int] = (256, 320)
     val_real_clips: int = 8  # fixed un-augmented training clips for the real_loss curve (0: none)
+    val_footage_pairs: int = 16  # pairs of the "footage" validation set
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     threads: int | None = None  # torch and OpenCV CPU threads per process (None: their defaults)
     precision: str = "auto"  # auto (bf16 where the CPU/GPU runs it natively) | fp32 | bf16

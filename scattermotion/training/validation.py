@@ -1,6 +1,8 @@
-"""Validation during training: EPE on the fixed synthetic clips (their own seed; real evaluation pairs only
-when a config asks, and then only watched, never used to pick a checkpoint), and the self-supervised loss
-on a fixed set of un-augmented training clips (``real_loss``: free of the batch-to-batch noise)."""
+"""Validation during training: EPE on the fixed synthetic clips and, when a config asks (``footage``), on
+robustness-benchmark-style pairs of the training videos (both from the validation seed; real evaluation
+pairs only when a config asks, and then only watched, never used to pick a checkpoint), and the
+self-supervised loss on a fixed set of un-augmented training clips (``real_loss``: free of the batch-to-batch
+noise)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,11 @@ import torch
 from scattermotion.augment import AugmentConfig
 from scattermotion.clipsets import Clip
 from scattermotion.scoring import score_clips
-from scattermotion.training.config import VALIDATION_SYNTHETIC_SEED, TrainConfig
+from scattermotion.training.config import (
+    VALIDATION_FOOTAGE_SIZE,
+    VALIDATION_SYNTHETIC_SEED,
+    TrainConfig,
+)
 
 
 class Validator:
@@ -47,8 +53,20 @@ class Validator:
             self.sets["synthetic"] = [
                 Clip.from_synthetic(f"synthetic/{i:03d}", clips[i]) for i in range(len(clips))
             ]
+        if "footage" in config.val_sets:
+            # The robustness benchmark's kind of pair: what users see on real footage, which the synthetic
+            # EPE alone missed (it improved from stage 4 to 6 while these pairs got worse).
+            from scattermotion.data.robustness import RobustnessPairs
+
+            pairs = RobustnessPairs(
+                VALIDATION_SYNTHETIC_SEED, config.val_footage_pairs, size=VALIDATION_FOOTAGE_SIZE
+            )
+            self.sets["footage"] = [
+                Clip(f"footage/{i:03d}", [p.frame1, p.frame2], [p.flow], [p.occluded])
+                for i, p in enumerate(pairs)
+            ]
         for name in config.val_sets:
-            if name != "synthetic":
+            if name not in ("synthetic", "footage"):
                 self.sets[name] = [Clip.from_sample(s) for s in load_flow_set(name)]
 
     @property
