@@ -24,13 +24,13 @@ from scattermotion.data.robustness import RobustnessPairs
 from scattermotion.errors import InputError
 from scattermotion.inputs import parse_size
 from scattermotion.io.atomic import check_output_file, write_bytes_atomic, write_json_atomic
-from scattermotion.methods import build_estimator, method_label
+from scattermotion.methods import OURS, REFINED, build_estimators, method_label
 from scattermotion.reporting import machine_info
 from scattermotion.robustness import run_robustness, to_markdown
 from scattermotion.threads import set_threads
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("ours", "tvl1", "dis", "farneback", "zero")
+METHODS = (OURS, REFINED, "tvl1", "dis", "farneback", "zero")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -41,14 +41,14 @@ def run(args: argparse.Namespace) -> dict:
     width, height = parse_size(args.size, "--size")
     set_threads(args.threads)
     pairs = RobustnessPairs(args.seed, args.pairs, size=(height, width))
-    estimators = {m: build_estimator(m, args.weights if m == "ours" else None) for m in METHODS}
+    estimators = build_estimators(METHODS, args.weights)
     outputs = [args.output_dir / "robustness.json", args.output_dir / "robustness.md"]
     for path in outputs:
         check_output_file(path, make_parents=True)
     ensure_data()
     load = [os.getloadavg()[0]]
     first = pairs[0]
-    estimators["ours"].estimate(first.frame1, first.frame2)  # warm-up, untimed
+    estimators[OURS].estimate(first.frame1, first.frame2)  # warm-up, untimed
     report = run_robustness(
         pairs,
         estimators,

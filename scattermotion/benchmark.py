@@ -273,14 +273,14 @@ def measure_isolated(task: SpeedTask, frames_path: str | os.PathLike, timeout: f
 
 
 def resolve_ours(method: str, weights: str | os.PathLike | None) -> tuple[str, str | None, str]:
-    """(method, weights, label): ours times ``weights`` or the packaged default model."""
+    """(method, weights, label): ours (refined or not) times ``weights`` or the packaged default model."""
     from scattermotion.estimator import DEFAULT_WEIGHTS
 
-    if method != OURS:
+    if not REGISTRY[method].takes_weights:
         return method, None, method_label(method)
     if weights is not None and not Path(weights).is_file():
         raise InputError(weights, "weights file not found")
-    return OURS, str(weights or DEFAULT_WEIGHTS), method_label(OURS, weights)
+    return method, str(weights or DEFAULT_WEIGHTS), method_label(method, weights)
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:

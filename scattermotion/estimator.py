@@ -265,6 +265,41 @@ def _resize_motion(flows: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (flat * scale.view(1, 2, 1, 1)).unflatten(0, flows.shape[:2])
 
 
+class RefinedEstimator:
+    """Our network, then OpenCV's variational refinement on each pair's motion
+    (:func:`scattermotion.baselines.refine_flow`): the ``ours-refined`` method. Streams like the network
+    (the refinement needs only the pair a motion map belongs to)."""
+
+    def __init__(self, network: MotionEstimator):
+        from scattermotion.methods import REFINED
+
+        self.name = REFINED
+        self.network = network
+        self.clip_len = network.clip_len
+
+    def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
+        return self.estimate_clip([frame1, frame2])[0]
+
+    def estimate_clip(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        frames = list(frames)
+        return _stack_flows(list(self.estimate_stream(frames)), len(frames))
+
+    def estimate_stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        from scattermotion.baselines import refine_flow
+
+        pending: deque[np.ndarray] = deque()  # frames the network has read whose pair is not out yet
+
+        def recorded(stream: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+            for frame in stream:
+                pending.append(frame)
+                yield frame
+
+        # The network yields pair k only after reading frame k+1, so both frames of it are in ``pending``.
+        for flow in self.network.estimate_stream(recorded(frames)):
+            first = pending.popleft()
+            yield refine_flow(first, pending[0], flow)
+
+
 # ---- classical baselines behind the same interface -------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ from scattermotion.clipsets import ClipSet, resolve_set
 from scattermotion.errors import InputError
 from scattermotion.estimator import FlowEstimator
 from scattermotion.io.atomic import write_json_atomic
-from scattermotion.methods import OURS, build_estimators, method_label
+from scattermotion.methods import REGISTRY, build_estimators, method_label
 from scattermotion.reporting import format_number, machine_info
 from scattermotion.scoring import score_clips
 
@@ -154,8 +154,8 @@ def run_evaluation(
             {
                 "name": m,
                 "label": method_label(m, weights),
-                "weights": str(weights) if (m == OURS and weights is not None) else None,
-                "device": device if m == OURS else "cpu",
+                "weights": str(weights) if (REGISTRY[m].takes_weights and weights is not None) else None,
+                "device": device if REGISTRY[m].needs_torch else "cpu",
             }
             for m in estimators
         ],

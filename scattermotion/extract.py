@@ -66,6 +66,7 @@ from scattermotion.estimator import OURS, FlowEstimator, get_estimator
 from scattermotion.inputs import InputItem, expand_inputs, open_source, shard_from_env, shard_items
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.io.flow_jpeg import check_bound
+from scattermotion.methods import REGISTRY
 from scattermotion.threads import set_threads
 
 FORMATS = ("jpg", "flo", "kitti", "npy", "viz")
@@ -121,7 +122,7 @@ class ExtractOptions:
         check_bound(self.bound, "--bound")
         if self.workers is not None and self.workers < 1:
             raise InputError(None, f"--workers must be >= 1, got {self.workers}")
-        if self.method == OURS and (self.workers or 1) > 1:  # ours once took --workers as threads: say so
+        if self.uses_network and (self.workers or 1) > 1:  # ours once took --workers as threads: say so
             raise InputError(
                 None,
                 "--workers N runs N processes for the classical methods; ours runs in one process: "
@@ -141,17 +142,22 @@ class ExtractOptions:
             )
         output_size(None, 1, 1, resize=self.resize, short_side=self.short_side)  # both given, or bad values
 
+    @property
+    def uses_network(self) -> bool:
+        """Ours, refined or not: one process, ``--weights`` and ``--min-side`` apply."""
+        return self.method in REGISTRY and REGISTRY[self.method].takes_weights
+
     def settings(self) -> dict:
         """What determines the outputs: a finished item is redone when any of these differ."""
         weights = str(Path(self.weights).resolve()) if self.weights is not None else None
         settings = {
             "method": self.method,
-            "weights": weights if self.method == OURS else None,
+            "weights": weights if self.uses_network else None,
             "format": self.format,
             "bound": self.bound if self.format in ("jpg", "viz") else None,
             "resize": list(self.resize) if self.resize else None,
             "short_side": self.short_side,
-            "min_side": self.min_side if self.method == OURS else None,
+            "min_side": self.min_side if self.uses_network else None,
             "step": self.step,
             "max_frames": self.max_frames,
         }
@@ -593,7 +599,7 @@ def extract(
                     tqdm.write(f"failed: {result.reason}", file=sys.stderr)
                 bar.update()
 
-            if todo and options.method != OURS and (options.workers or 1) > 1:
+            if todo and not options.uses_network and (options.workers or 1) > 1:
                 _extract_parallel(todo, options, record)
             elif todo:
                 estimator = estimator or _make_estimator(options)
@@ -640,7 +646,7 @@ def _disable(show: bool | None) -> bool | None:
 
 
 def _make_estimator(options: ExtractOptions) -> FlowEstimator:
-    set_threads(options.threads, with_torch=options.method == OURS)  # classical workers never import torch
+    set_threads(options.threads, with_torch=options.uses_network)  # classical workers never import torch
     return get_estimator(
         options.method,
         options.weights,

@@ -19,13 +19,15 @@ from scattermotion.errors import InputError
 LEARNED = "learned"
 CLASSICAL = "classical"
 OURS = "ours"
+REFINED = "ours-refined"
 
 
 @dataclass(frozen=True)
 class Method:
     """One motion method. ``preset``: a random-weights network of that preset (speed only: its motion is
     meaningless, so it is never scored); ``motion_source``: False for ``zero``, a floor to score against, not
-    motion worth feeding to a classifier."""
+    motion worth feeding to a classifier; ``refine``: our network's motion, then OpenCV's variational
+    refinement on it (:func:`scattermotion.baselines.refine_flow`)."""
 
     name: str
     label: str
@@ -34,10 +36,16 @@ class Method:
     preset: str | None = None
     precision: str = "fp32"
     motion_source: bool = True
+    refine: bool = False
 
     @property
     def needs_torch(self) -> bool:
         return self.kind == LEARNED
+
+    @property
+    def takes_weights(self) -> bool:
+        """Our trained network (``--weights``, else the packaged default), refined or not."""
+        return self.kind == LEARNED and self.preset is None
 
     @property
     def speed_only(self) -> bool:
@@ -49,6 +57,13 @@ REGISTRY: dict[str, Method] = {
     for m in (
         Method(
             OURS, "ours (default model)", LEARNED, "our network: --weights, else the packaged default model"
+        ),
+        Method(
+            REFINED,
+            "ours + variational refinement",
+            LEARNED,
+            "our network, then 3 rounds of OpenCV's variational refinement on its motion",
+            refine=True,
         ),
         Method("ours-small", "ours-small (random)", LEARNED, "small preset, random weights", preset="small"),
         Method("ours-large", "ours-large (random)", LEARNED, "large preset, random weights", preset="large"),
@@ -103,8 +118,9 @@ def check_methods(names: Iterable[str], allowed: Iterable[str] = SCORED) -> list
 
 def method_label(name: str, weights: str | os.PathLike | None = None) -> str:
     """The label tables show: the registry's, or ``ours (<weights file>)`` for ours with explicit weights."""
-    if name == OURS and weights is not None:
-        return f"{OURS} ({Path(weights).name})"
+    if weights is not None and name in REGISTRY and REGISTRY[name].takes_weights:
+        refined = " + variational refinement" if REGISTRY[name].refine else ""
+        return f"{OURS} ({Path(weights).name}){refined}"
     return REGISTRY[name].label if name in REGISTRY else name
 
 
@@ -135,8 +151,13 @@ def build_estimator(
             raise InputError(None, f"{name} is an OpenCV CPU method: drop --device cuda / --fp16")
         return ClassicalEstimator(name)
     options = {"device": device, "fp16": fp16, "batch_size": batch_size, "min_side": min_side}
-    if method.preset is None:
-        return MotionEstimator.from_pretrained(weights, **options)
+    if method.takes_weights:
+        estimator = MotionEstimator.from_pretrained(weights, **options)
+        if method.refine:
+            from scattermotion.estimator import RefinedEstimator
+
+            return RefinedEstimator(estimator)
+        return estimator
     if weights is not None:
         raise InputError(weights, f"{name} has random weights; pass --weights to --method {OURS}")
     import torch
@@ -154,13 +175,14 @@ def build_estimators(
     allowed: Iterable[str] = SCORED,
 ) -> dict:
     """One estimator per method (checked, in order, duplicates dropped) for the verbs that run several side
-    by side; ``weights`` and ``device`` apply to ours only, and ``weights`` without ours is refused."""
+    by side; ``weights`` and ``device`` apply to ours (refined or not) only, and ``weights`` without ours is
+    refused."""
     names = check_methods(names, allowed)
-    if weights is not None and OURS not in names:
+    if weights is not None and not any(REGISTRY[n].takes_weights for n in names):
         raise InputError(weights, f"--weights applies to --method {OURS}, which is not selected")
     return {
         n: build_estimator(n, weights, device, allowed=allowed)
-        if n == OURS
+        if REGISTRY[n].takes_weights
         else build_estimator(n, allowed=allowed)
         for n in names
     }

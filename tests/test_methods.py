@@ -80,7 +80,7 @@ def test_the_cli_says_it_in_one_line(monkeypatch, capsys, tmp_path):
         cli.main()
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and err.count("\n") == 1
-    assert err.startswith("error: unknown method 'raft'; choose from ours, tvl1, dis")
+    assert err.startswith("error: unknown method 'raft'; choose from ours, ours-refined, tvl1, dis")
 
 
 def test_speed_only_presets_are_built_only_where_asked():

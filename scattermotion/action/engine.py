@@ -508,7 +508,7 @@ def _override_source(spec: SourceSpec, source: str, device: str) -> SourceSpec:
     """``source`` (e.g. ``precomputed:DIR``) in place of ``spec``, keeping its bound and frame size (and,
     for ours, its weights and minimum side)."""
     override = parse_source(source, bound=spec.bound, short_side=spec.short_side, device=device)
-    ours = source == "ours"
+    ours = override.uses_network
     return replace(override, weights=spec.weights if ours else None, min_side=spec.min_side if ours else None)
 
 

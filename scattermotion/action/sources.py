@@ -45,7 +45,7 @@ from scattermotion.io.flow_jpeg import (
     read_flow_component,
     uint8_to_flow,
 )
-from scattermotion.methods import MOTION_SOURCES
+from scattermotion.methods import MOTION_SOURCES, REGISTRY
 
 PRECOMPUTED = "precomputed"
 SOURCE_KINDS = (*MOTION_SOURCES, PRECOMPUTED, "rgbdiff", "rgb")
@@ -73,10 +73,15 @@ class SourceSpec:
         check_bound(self.bound)
         if self.short_side is not None and self.short_side < 8:
             raise InputError(None, f"short side must be at least 8 px, got {self.short_side}")
-        if self.weights is not None and self.kind != "ours":
+        if self.weights is not None and not self.uses_network:
             raise InputError(self.weights, f"weights apply to the ours source only, not {self.kind}")
-        if self.min_side is not None and self.kind != "ours":
+        if self.min_side is not None and not self.uses_network:
             raise InputError(None, f"min side applies to the ours source only, not {self.kind}")
+
+    @property
+    def uses_network(self) -> bool:
+        """Our network (refined or not): weights, minimum side and device apply, and key the cache."""
+        return self.kind in REGISTRY and REGISTRY[self.kind].takes_weights
 
     @property
     def is_motion(self) -> bool:
@@ -349,7 +354,7 @@ class EstimatedFlowSource(FlowFolderSource):
             from scattermotion.data.video import open_video
             from scattermotion.estimator import get_estimator
 
-            weights = self.spec.weights if self.spec.kind == "ours" else None
+            weights = self.spec.weights if self.spec.uses_network else None
             self._estimator = get_estimator(
                 self.spec.kind, weights=weights, device=self.spec.device, min_side=self.spec.min_side
             )
@@ -371,7 +376,7 @@ def weights_digest(path: str | os.PathLike) -> str:
 def cache_key(spec: SourceSpec) -> str:
     """The cache sub-folder of a motion source: method, weights hash, frame size and bound."""
     parts = [spec.kind]
-    if spec.kind == "ours":
+    if spec.uses_network:
         from scattermotion.estimator import DEFAULT_WEIGHTS
 
         weights = spec.weights or DEFAULT_WEIGHTS
