@@ -69,24 +69,51 @@ def _dis(preset: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return calc
 
 
-REFINE_ROUNDS = 3
+REFINE_SCALES = (0.25, 0.5, 1.0)  # coarse to fine, as DIS refines at every level of its pyramid
+REFINE_ROUNDS = 3  # OpenCV VariationalRefinement calls per scale (each: 5 fixed-point x 5 SOR iterations)
+REFINE_MIN_SIDE = 16  # scales that would shrink the frames below this are skipped
 
 
 def refine_flow(
-    frame1: np.ndarray, frame2: np.ndarray, flow: np.ndarray, rounds: int = REFINE_ROUNDS
+    frame1: np.ndarray,
+    frame2: np.ndarray,
+    flow: np.ndarray,
+    scales: Sequence[float] = REFINE_SCALES,
+    rounds: int = REFINE_ROUNDS,
 ) -> np.ndarray:
-    """``flow`` (H×W×2, frame1 → frame2) after ``rounds`` of OpenCV's variational refinement (the last stage
-    of DIS: a data term on grey levels and gradients with a smoothness term, solved by SOR; default settings)
-    started from it. Why: it restores the sub-pixel precision our network's cues lack while keeping its
-    large-motion answer (the refinement only moves motion locally); measured with the packaged model, the
-    real-footage robustness pairs (seed 777) went 0.72 -> 0.53 px and motorcycle 2.62 -> 2.09 px."""
+    """``flow`` (H×W×2, frame1 → frame2) refined by OpenCV's variational refinement (the last stage of DIS:
+    grey-level and gradient constancy with a smoothness term, solved by SOR; default settings), started from
+    it and run coarse to fine over ``scales`` of the frames, ``rounds`` calls at each.
+
+    Why coarse to fine: SOR moves the motion only a pixel or so per call, so at full resolution alone it
+    left most of the network's error in place. Chosen on validation data only (the footage validation set and
+    the synthetic validation clips, their seed; a rigid shift of a training video's frame), packaged model:
+    footage EPE 0.727 -> 0.534 px at full resolution only (3 calls), -> 0.352 px over 1/4, 1/2, 1
+    (DIS 0.386); synthetic 10.30 -> 9.24 px (DIS 9.78); about the same time per pair."""
     gray1, gray2 = _to_gray(frame1, 0), _to_gray(frame2, 1)
     check_same_size(gray2, gray1, 1)
+    height, width = gray1.shape
     refiner = cv2.VariationalRefinement_create()
-    refined = np.ascontiguousarray(flow, dtype=np.float32).copy()
-    for _ in range(rounds):
-        refined = refiner.calc(gray1, gray2, refined)
-    return refined
+    motion: np.ndarray | None = None
+    for scale in scales:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2 order: (W, H)
+        if min(size) < REFINE_MIN_SIDE and scale < 1.0:
+            continue
+        if size == (width, height):
+            first, second = gray1, gray2
+        else:
+            first = cv2.resize(gray1, size, interpolation=cv2.INTER_AREA)
+            second = cv2.resize(gray2, size, interpolation=cv2.INTER_AREA)
+        source = flow if motion is None else motion
+        if source.shape[1::-1] != size:  # motion in pixels of the new size
+            ratio = np.float32([size[0] / source.shape[1], size[1] / source.shape[0]])
+            shrink = size[0] < source.shape[1]
+            source = cv2.resize(source, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            source = source * ratio
+        motion = np.ascontiguousarray(source, dtype=np.float32).copy()
+        for _ in range(rounds):
+            motion = refiner.calc(first, second, motion)
+    return motion
 
 
 def _farneback(gray1: np.ndarray, gray2: np.ndarray) -> np.ndarray:

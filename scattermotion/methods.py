@@ -62,7 +62,7 @@ REGISTRY: dict[str, Method] = {
             REFINED,
             "ours + variational refinement",
             LEARNED,
-            "our network, then 3 rounds of OpenCV's variational refinement on its motion",
+            "our network, then OpenCV's variational refinement on its motion, coarse to fine",
             refine=True,
         ),
         Method("ours-small", "ours-small (random)", LEARNED, "small preset, random weights", preset="small"),
