@@ -18,7 +18,7 @@ from scattermotion.losses import LossConfig
 from scattermotion.model import MotionNet
 from scattermotion.model.cues import cue_expectation, displacement_grid
 from scattermotion.precision import autocast, resolve_precision
-from scattermotion.training import list_checkpoints, load_config, train
+from scattermotion.training import TrainConfig, list_checkpoints, load_config, train
 from scattermotion.training.checkpoint import CHECKPOINT_DIR, remove_stale_temporaries
 from scattermotion.training.objectives import (
     cue_target_loss,
@@ -239,3 +239,41 @@ def test_training_keeps_numpy_blas_at_one_thread_in_its_data_workers():
         free = [int(b) for b in make_loader(_BlasThreads(), config, DistContext(), 0, one_blas_thread=False)]
     assert capped == [1, 1]
     assert free == [parent, parent]  # 2 wherever the machine has 2 cores: the cap is what made it 1
+
+
+def test_a_non_finite_gradient_skips_the_update_and_keeps_the_weights():
+    from scattermotion.training.distributed import DistContext
+    from scattermotion.training.loop import train_step
+
+    torch.manual_seed(0)
+    model = MotionNet(tiny_config())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    flows = torch.zeros(2, 2, 2, 64, 64)
+    flows[0, 0, 0, 0, 0] = float("nan")  # one bad ground-truth value: a NaN loss and NaN gradients
+    batch = {"frames": torch.rand(2, 3, 3, 64, 64), "has_gt": torch.ones(2, dtype=torch.bool), "flows": flows}
+    config = TrainConfig(occlusion_from_step=10**9, supervised_weight=1.0)
+    out = train_step(model, optimizer, scheduler, batch, config, 0, "fp32", DistContext())
+    assert not torch.isfinite(torch.as_tensor(out.terms["grad_norm"]))
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert scheduler.last_epoch == 1  # the schedule still advanced: the step count stays exact
+    batch["flows"] = torch.zeros(2, 2, 2, 64, 64)
+    train_step(model, optimizer, scheduler, batch, config, 1, "fp32", DistContext())
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_bf16_temporal_mixing_gives_finite_gradients_on_two_frame_clips():
+    """oneDNN's bf16 Conv3d weight gradient was NaN for T=2 < kernel 3 (AVX512-BF16 CPU); the temporal
+    mixing runs in fp32, so this loss (a fresh model, masked photometric term) keeps finite gradients."""
+    from scattermotion.losses import self_supervised_loss
+    from scattermotion.model.config import MotionConfig
+
+    torch.manual_seed(0)
+    model = MotionNet(MotionConfig.small(clip_len=2))
+    frames = torch.rand(4, 2, 3, 128, 128)
+    with autocast("bf16", torch.device("cpu")):
+        output = model(frames, bidirectional=True)
+    loss, _ = self_supervised_loss(frames, output, LossConfig(occlusion=True))
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from scattermotion.model.config import PYRAMID_STRIDES, MotionConfig
+from scattermotion.precision import full_precision
 
 
 def conv_act(in_ch: int, out_ch: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
@@ -36,7 +37,12 @@ class TemporalMixing(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         clip = x.permute(0, 2, 1, 3, 4)  # B×C×T×h×w
-        return x + self.act(self.conv(clip)).permute(0, 2, 1, 3, 4)
+        # fp32 even under bf16 autocast: oneDNN's bf16 Conv3d weight gradient came out NaN for clips shorter
+        # than the kernel (T=2, kernel 3) on an AVX512-BF16 CPU, and NaN weights then crashed grid_sample's
+        # backward (a segfault in `scattermotion train` with clip_len 2). The layer is a few small matmuls.
+        with full_precision(x.device.type):
+            mixed = self.act(self.conv(clip.float()))
+        return x + mixed.to(x.dtype).permute(0, 2, 1, 3, 4)
 
 
 @dataclass

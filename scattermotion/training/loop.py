@@ -28,6 +28,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,8 +139,18 @@ def train_step(
     max_norm = config.grad_clip if config.grad_clip > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     lr = optimizer.param_groups[0]["lr"]
-    optimizer.step()
-    scheduler.step()
+    # A non-finite gradient (every rank sees the same norm: DDP averages before the clip) skips the update,
+    # as AMP's GradScaler does: one NaN step would leave NaN weights for the rest of the run. The logged
+    # grad_norm says it happened; the schedule still advances, so the step count and resume stay exact.
+    if torch.isfinite(grad_norm):
+        optimizer.step()
+        scheduler.step()
+    else:
+        with warnings.catch_warnings():  # "scheduler before optimizer": intended here, the step was skipped
+            warnings.filterwarnings(
+                "ignore", message="Detected call of `lr_scheduler.step", category=UserWarning
+            )
+            scheduler.step()
     terms = {**terms, "grad_norm": grad_norm}
     return StepOutput(mean_over_ranks(terms, ctx), lr, batch, frames, output)
 
