@@ -87,8 +87,9 @@ def render_ablation(report: dict[str, Any]) -> str:
         lines.append(f"**Warning:** {report['warning']}.")
         lines.append("")
     lines.append(
-        f"Every variant trained {steps} steps with the same self-supervised schedule and data "
-        "(`python benchmarks/ablation.py`); a short schedule compares the variants, it is not converged."
+        f"Every variant trained {steps} steps with the same schedule and data, real video self-supervised in "
+        "all of them (the objective variants add terms on the synthetic clips' ground truth; "
+        "`python benchmarks/ablation.py`); a short schedule compares the variants, it is not converged."
     )
     return "\n".join(lines) + "\n"
 
