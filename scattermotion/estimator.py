@@ -102,7 +102,24 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
 # ---- our network -----------------------------------------------------------------------------------------
 
 
-class MotionEstimator:
+class StreamingEstimator:
+    """``estimate`` and ``estimate_clip`` from a subclass's ``estimate_stream``: one place for the contract
+    that a pair is the 2-frame clip and a clip is its stream."""
+
+    def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
+        """Motion from ``frame1`` to ``frame2``: H×W×2 float32 (the 2-frame clip)."""
+        return self.estimate_clip([frame1, frame2])[0]
+
+    def estimate_clip(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """One motion map per adjacent pair of ``frames`` (N ≥ 2): (N-1)×H×W×2 float32."""
+        frames = list(frames)
+        return _stack_flows(list(self.estimate_stream(frames)), len(frames))
+
+    def estimate_stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+
+class MotionEstimator(StreamingEstimator):
     """Dense motion from our network. See the module docstring for how clips are cut into windows.
 
     >>> est = MotionEstimator.from_pretrained("run/ckpt.safetensors", device="cuda", fp16=True)
@@ -170,15 +187,6 @@ class MotionEstimator:
         )
 
     # ---- public API ---------------------------------------------------------------------------------------
-
-    def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
-        """Motion from ``frame1`` to ``frame2``: H×W×2 float32 (the network on the 2-frame clip)."""
-        return self.estimate_clip([frame1, frame2])[0]
-
-    def estimate_clip(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        """One motion map per adjacent pair of ``frames`` (N ≥ 2): (N-1)×H×W×2 float32."""
-        frames = list(frames)
-        return _stack_flows(list(self.estimate_stream(frames)), len(frames))
 
     def estimate_stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Yield the motion of each adjacent pair in order, reading ``frames`` lazily.
@@ -265,7 +273,7 @@ def _resize_motion(flows: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (flat * scale.view(1, 2, 1, 1)).unflatten(0, flows.shape[:2])
 
 
-class RefinedEstimator:
+class RefinedEstimator(StreamingEstimator):
     """Our network, then OpenCV's variational refinement on each pair's motion
     (:func:`scattermotion.baselines.refine_flow`): the ``ours-refined`` method. Streams like the network
     (the refinement needs only the pair a motion map belongs to)."""
@@ -276,13 +284,6 @@ class RefinedEstimator:
         self.name = REFINED
         self.network = network
         self.clip_len = network.clip_len
-
-    def estimate(self, frame1: np.ndarray, frame2: np.ndarray) -> np.ndarray:
-        return self.estimate_clip([frame1, frame2])[0]
-
-    def estimate_clip(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        frames = list(frames)
-        return _stack_flows(list(self.estimate_stream(frames)), len(frames))
 
     def estimate_stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         from scattermotion.baselines import refine_flow
@@ -303,7 +304,7 @@ class RefinedEstimator:
 # ---- classical baselines behind the same interface -------------------------------------------------------
 
 
-class ClassicalEstimator:
+class ClassicalEstimator(StreamingEstimator):
     """A classical OpenCV method (:class:`scattermotion.baselines.ClassicalFlow`) as a :class:`FlowEstimator`.
 
     Classical methods see one pair at a time, so a clip is just its pairs and the stream holds two frames.
@@ -321,10 +322,6 @@ class ClassicalEstimator:
         first, second = as_rgb(frame1, "frame 0"), as_rgb(frame2, "frame 1")
         check_same_size(second, first, 1)
         return np.asarray(self.flow.estimate(first, second), dtype=np.float32)
-
-    def estimate_clip(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        frames = list(frames)
-        return _stack_flows(list(self.estimate_stream(frames)), len(frames))
 
     def estimate_stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         previous: np.ndarray | None = None
