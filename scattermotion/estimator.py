@@ -283,6 +283,7 @@ class RefinedEstimator(StreamingEstimator):
 
         self.name = REFINED
         self.network = network
+        self.model = network.model  # what runs (the speed benchmark records its config)
         self.clip_len = network.clip_len
 
     def estimate_stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

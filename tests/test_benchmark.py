@@ -78,6 +78,12 @@ def test_in_process_measure_and_ratios():
     assert rows[0]["vs_dis"] > 1 and rows[1]["vs_dis"] == pytest.approx(1.0)
 
 
+def test_the_refined_method_is_timed_like_ours():
+    frames = resize_frames(load_source_frames(5), 32, 48)
+    row = measure(SpeedTask("ours-refined", 32, 48, threads=1, repeats=1, pairs=4), frames)
+    assert row["pairs_per_s"] > 0 and row["clip_len"] == 4
+
+
 def test_missing_weights_and_bad_arguments_fail_clearly(tmp_path):
     with pytest.raises(InputError, match="weights file not found"):
         run_benchmark(["ours"], [(32, 32)], [1], weights=tmp_path / "none.safetensors", repeats=1)
