@@ -66,7 +66,7 @@ from scattermotion.estimator import OURS, FlowEstimator, get_estimator
 from scattermotion.inputs import InputItem, expand_inputs, open_source, shard_from_env, shard_items
 from scattermotion.io.atomic import write_json_atomic
 from scattermotion.io.flow_jpeg import check_bound
-from scattermotion.methods import REGISTRY
+from scattermotion.methods import uses_network
 from scattermotion.threads import set_threads
 
 FORMATS = ("jpg", "flo", "kitti", "npy", "viz")
@@ -145,7 +145,7 @@ class ExtractOptions:
     @property
     def uses_network(self) -> bool:
         """Ours, refined or not: one process, ``--weights`` and ``--min-side`` apply."""
-        return self.method in REGISTRY and REGISTRY[self.method].takes_weights
+        return uses_network(self.method)
 
     def settings(self) -> dict:
         """What determines the outputs: a finished item is redone when any of these differ."""

@@ -92,6 +92,12 @@ MOTION_SOURCES = tuple(n for n in SCORED if REGISTRY[n].motion_source)  # what a
 SPEED = tuple(REGISTRY)  # the speed benchmark times every method, random presets too
 
 
+def uses_network(name: str) -> bool:
+    """Whether method ``name`` runs our trained network (ours, refined or not): ``--weights``, ``--min-side``
+    and the device apply to it, and its outputs depend on the weights."""
+    return name in REGISTRY and REGISTRY[name].takes_weights
+
+
 def methods_help(names: Iterable[str] = SCORED, suffix: str = "") -> str:
     """``"ours | tvl1 | ..."`` for a CLI help string, from the registry (never typed by hand)."""
     return " | ".join(names) + suffix

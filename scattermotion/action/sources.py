@@ -45,7 +45,7 @@ from scattermotion.io.flow_jpeg import (
     read_flow_component,
     uint8_to_flow,
 )
-from scattermotion.methods import MOTION_SOURCES, REGISTRY
+from scattermotion.methods import MOTION_SOURCES, uses_network
 
 PRECOMPUTED = "precomputed"
 SOURCE_KINDS = (*MOTION_SOURCES, PRECOMPUTED, "rgbdiff", "rgb")
@@ -81,7 +81,7 @@ class SourceSpec:
     @property
     def uses_network(self) -> bool:
         """Our network (refined or not): weights, minimum side and device apply, and key the cache."""
-        return self.kind in REGISTRY and REGISTRY[self.kind].takes_weights
+        return uses_network(self.kind)
 
     @property
     def is_motion(self) -> bool:
