@@ -24,7 +24,7 @@ from scattermotion.data.robustness import RobustnessPairs
 from scattermotion.errors import InputError
 from scattermotion.inputs import parse_size
 from scattermotion.io.atomic import check_output_file, write_bytes_atomic, write_json_atomic
-from scattermotion.methods import OURS, REFINED, build_estimators, method_label
+from scattermotion.methods import OURS, REFINED, REGISTRY, build_estimators, method_label
 from scattermotion.reporting import machine_info
 from scattermotion.robustness import run_robustness, to_markdown
 from scattermotion.threads import set_threads
@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> dict:
     ensure_data()
     load = [os.getloadavg()[0]]
     first = pairs[0]
-    estimators[OURS].estimate(first.frame1, first.frame2)  # warm-up, untimed
+    for name, estimator in estimators.items():  # warm-up, untimed: every network pays one-off set-up here
+        if REGISTRY[name].needs_torch:
+            estimator.estimate(first.frame1, first.frame2)
     report = run_robustness(
         pairs,
         estimators,
