@@ -10,6 +10,7 @@ from tiny_models import tiny_config
 
 from scattermotion.losses import (
     LossConfig,
+    box3,
     census_distance,
     occlusion_masks,
     photometric_loss,
@@ -80,6 +81,13 @@ def test_warp_rejects_mismatched_shapes_and_integer_motion():
 
 
 # ---- photometric ---------------------------------------------------------------------------------
+def test_box3_is_a_replicate_padded_3x3_mean():
+    torch.manual_seed(0)
+    x = torch.rand(2, 5, 7, 9)
+    expected = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    torch.testing.assert_close(box3(x), expected)
+
+
 def test_photometric_terms():
     torch.manual_seed(0)
     image = torch.rand(2, 3, 16, 16)

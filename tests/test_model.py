@@ -201,6 +201,30 @@ def test_cgu_weights_are_a_convex_combination():
     assert up.min() >= field.min() - 1e-6 and up.max() <= field.max() + 1e-6
 
 
+def test_cgu_gradients_match_an_unfold_reference():
+    # RAFT's formulation (unfold the 3x3 neighbours, softmax over them, weighted sum, pixel shuffle), written
+    # independently: the fast path's values and both gradients must be the same.
+    torch.manual_seed(0)
+    stride, field0, logits0 = 4, torch.randn(2, 3, 5, 6), torch.randn(2, 9 * 16, 5, 6)
+
+    def reference(field, logits):
+        batch, channels, height, width = field.shape
+        weights = F.softmax(logits.view(batch, 1, 9, stride, stride, height, width), dim=2)
+        neighbours = F.unfold(F.pad(field, (1, 1, 1, 1), mode="replicate"), 3)
+        neighbours = neighbours.view(batch, channels, 9, 1, 1, height, width)
+        up = (weights * neighbours).sum(2).permute(0, 1, 4, 2, 5, 3)
+        return up.reshape(batch, channels, height * stride, width * stride) * stride
+
+    results = []
+    for function in (lambda f, w: convex_upsample(f, w, stride), reference):
+        field, logits = field0.clone().requires_grad_(), logits0.clone().requires_grad_()
+        out = function(field, logits)
+        out.sin().sum().backward()
+        results.append((out, field.grad, logits.grad))
+    for fast, slow in zip(*results, strict=True):
+        torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("stride", [2, 4, 8])
 def test_cgu_with_bilinear_logits_and_bilinear_mode_equal_interpolate(stride):
     torch.manual_seed(0)

@@ -277,3 +277,30 @@ def test_bf16_temporal_mixing_gives_finite_gradients_on_two_frame_clips():
     loss, _ = self_supervised_loss(frames, output, LossConfig(occlusion=True))
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_lean_kernels_switch_changes_speed_not_the_loss_or_its_gradients():
+    from scattermotion import losses
+    from scattermotion.losses import self_supervised_loss
+    from scattermotion.model import network
+    from scattermotion.training.speed import kernels
+
+    with kernels(False):  # the old ones really are in place
+        assert network.convex_upsample.__name__ != "convex_upsample" and losses.box3.__name__ != "box3"
+    assert network.convex_upsample.__name__ == "convex_upsample" and losses.box3.__name__ == "box3"
+
+    torch.manual_seed(0)
+    model = MotionNet(tiny_config())
+    frames = torch.rand(2, 3, 3, 64, 64)
+    results = []
+    for lean in (True, False):
+        model.zero_grad()
+        with kernels(lean):
+            loss, _ = self_supervised_loss(frames, model(frames, bidirectional=True))
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (lean_loss, lean_grads), (old_loss, old_grads) = results
+    torch.testing.assert_close(lean_loss, old_loss, atol=1e-5, rtol=1e-5)
+    assert len(lean_grads) == len(old_grads) > 0
+    for a, b in zip(lean_grads, old_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)

@@ -49,9 +49,11 @@ def convex_upsample(
     weights = F.softmax(logits.float().view(batch, 9, stride * stride, height, width), dim=1)
     padded = F.pad(field, (1, 1, 1, 1), mode="replicate")
     up = field.new_zeros(batch, channels, stride * stride, height, width)
-    for q in range(9):
+    # unbind, not weights[:, None, q]: indexing's backward builds a zero tensor of the whole weight volume per
+    # neighbour and sums nine of them; unbind's is one stack (training step 3x faster here: 130 -> 45 ms).
+    for q, weight in enumerate(weights.unsqueeze(1).unbind(2)):
         row, col = divmod(q, 3)
-        up.addcmul_(weights[:, None, q], padded[:, :, None, row : row + height, col : col + width])
+        up.addcmul_(weight, padded[:, :, None, row : row + height, col : col + width])
     up = up.view(batch, channels, stride, stride, height, width).permute(0, 1, 4, 2, 5, 3)
     up = up.reshape(batch, channels, height * stride, width * stride)
     return up * stride if scale_values else up

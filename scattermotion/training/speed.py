@@ -9,7 +9,10 @@ The optimisations:
 - ``gt_only_synthetic``: synthetic clips are scored by their ground truth only, not photometrically too;
 - ``bf16``: bf16 autocast for the network (only where the CPU has native bf16);
 - ``one_blas_thread``: numpy's BLAS at one thread in the process and its data worker (the renderer's
-  products are tiny; a spinning BLAS pool beside torch's threads costs both).
+  products are tiny; a spinning BLAS pool beside torch's threads costs both);
+- ``lean_kernels``: CGU takes its neighbour weights by ``unbind`` and SSIM its five local means by one
+  separable box filter; off, the kernels main had before (per-neighbour indexing, whose backward zero-fills
+  the whole weight volume nine times; five ``avg_pool2d`` calls), patched in for the measurement.
 
 Each variant times steps synchronously (the same batches for every variant): data (decode + synthetic
 rendering + augmentation + collation), forward, loss, backward, optimizer; steps/s is one over their sum.
@@ -17,11 +20,13 @@ rendering + augmentation + collation), forward, loss, backward, optimizer; steps
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from scattermotion.data.fetched import real_video
 from scattermotion.precision import resolve_precision
@@ -31,7 +36,7 @@ from scattermotion.training.data import build_dataset, make_loader
 from scattermotion.training.distributed import DistContext
 from scattermotion.training.objectives import training_objective
 
-OPTIMISATIONS = ("fast_render", "forward_only", "gt_only_synthetic", "bf16", "one_blas_thread")
+OPTIMISATIONS = ("fast_render", "forward_only", "gt_only_synthetic", "bf16", "one_blas_thread", "lean_kernels")
 PHASES = ("data", "forward", "loss", "backward", "optimizer")
 VIDEOS = ("tree", "carphone", "bikes")  # training-side footage, small enough to decode at once
 
@@ -53,6 +58,42 @@ def recipe(threads: int) -> TrainConfig:
         val_sets=(),
         val_real_clips=0,
     )
+
+
+def _indexed_convex_upsample(field, logits, stride: int, scale_values: bool = True):
+    """CGU as main had it before ``lean_kernels``: the same values, each neighbour's weights by indexing."""
+    batch, channels, height, width = field.shape
+    weights = F.softmax(logits.float().view(batch, 9, stride * stride, height, width), dim=1)
+    padded = F.pad(field, (1, 1, 1, 1), mode="replicate")
+    up = field.new_zeros(batch, channels, stride * stride, height, width)
+    for q in range(9):
+        row, col = divmod(q, 3)
+        up.addcmul_(weights[:, None, q], padded[:, :, None, row : row + height, col : col + width])
+    up = up.view(batch, channels, stride, stride, height, width).permute(0, 1, 4, 2, 5, 3)
+    up = up.reshape(batch, channels, height * stride, width * stride)
+    return up * stride if scale_values else up
+
+
+def _pooled_box3(x):
+    """SSIM's 3×3 mean as main had it before ``lean_kernels``."""
+    return F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
+@contextlib.contextmanager
+def kernels(lean: bool):
+    """With ``lean`` the project's kernels; without, the earlier ones patched in (same values)."""
+    from scattermotion import losses
+    from scattermotion.model import network
+
+    if lean:
+        yield
+        return
+    saved = network.convex_upsample, losses.box3
+    network.convex_upsample, losses.box3 = _indexed_convex_upsample, _pooled_box3
+    try:
+        yield
+    finally:
+        network.convex_upsample, losses.box3 = saved
 
 
 def _setup(on: set[str], config: TrainConfig, run_dir: Path):
@@ -85,7 +126,7 @@ def time_pipelined(on: set[str], config: TrainConfig, run_dir: Path, steps: int,
     precision = resolve_precision(config.precision, ctx.device)
     start = None
     one_blas = "one_blas_thread" in on
-    with cap_blas_threads(1 if one_blas else None):
+    with cap_blas_threads(1 if one_blas else None), kernels("lean_kernels" in on):
         for index, batch in enumerate(make_loader(dataset, config, ctx, 0, one_blas_thread=one_blas)):
             if index == warmup:
                 start = time.perf_counter()
@@ -97,7 +138,7 @@ def time_variant(on: set[str], config: TrainConfig, run_dir: Path, steps: int, w
     config, dataset, model, optimizer, bidirectional = _setup(on, config, run_dir)
     precision = resolve_precision(config.precision, torch.device("cpu"))
     times = {phase: [] for phase in PHASES}
-    with cap_blas_threads(1 if "one_blas_thread" in on else None):
+    with cap_blas_threads(1 if "one_blas_thread" in on else None), kernels("lean_kernels" in on):
         for step in range(warmup + steps):
             phases = _time_step(step, config, dataset, model, optimizer, bidirectional, precision)
             if step >= warmup:
