@@ -107,6 +107,19 @@ def test_supervised_loss_is_zero_on_the_truth_and_counts_every_level(tiny_output
     assert {"epe_s16", "epe_s8", "epe_s4"} <= set(parts) and total > parts["epe_s1"]
 
 
+def test_robust_supervised_exponent_is_the_pwc_net_cost_and_logs_plain_epe(tiny_output):
+    _, output = tiny_output
+    truth = output.flows.detach().clone()
+    truth[..., :8, :] += 10.0  # a large failure on a band, a small error everywhere else
+    truth[..., 8:, :] += 0.1
+    plain, plain_parts = supervised_loss(output, truth, (0.0, 0.0, 0.0))
+    robust, robust_parts = supervised_loss(output, truth, (0.0, 0.0, 0.0), exponent=0.4)
+    error = torch.linalg.vector_norm(output.flows.detach() - truth, dim=-3)
+    assert float(robust.detach()) == pytest.approx(float(((error + 0.01) ** 0.4).mean()), rel=1e-4)
+    assert float(plain_parts["epe_s1"]) == pytest.approx(float(robust_parts["epe_s1"]), rel=1e-6)
+    assert float(robust.detach()) != pytest.approx(float(plain.detach()), rel=1e-2)
+
+
 def test_objective_scores_each_sample_by_the_term_that_fits_it(tiny_output):
     frames, output = tiny_output
     cfg = LossConfig(occlusion=False)

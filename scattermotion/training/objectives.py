@@ -46,20 +46,27 @@ def end_point_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def supervised_loss(
-    output, flows: torch.Tensor, level_weights: tuple[float, ...], full_res_weight: float = 1.0
+    output,
+    flows: torch.Tensor,
+    level_weights: tuple[float, ...],
+    full_res_weight: float = 1.0,
+    exponent: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """EPE against ``flows`` (B×(T-1)×2×H×W, full-resolution pixels) at full resolution and every decoder
-    level (its motion times its stride, against the ground truth average-pooled to the level)."""
-    total = full_res_weight * end_point_error(output.flows, flows)
-    parts = {"epe_s1": total.detach() / max(full_res_weight, 1e-12)}
+    level (its motion times its stride, against the ground truth average-pooled to the level). With
+    ``exponent`` q below 1 each pixel costs ``(EPE + 0.01)^q`` (the logged parts stay plain mean EPE)."""
     folded = flows.flatten(0, 1)
+    levels = [(1, full_res_weight, output.flows, flows)]
     for stride, weight, level in zip(output.strides, level_weights, output.coarse_flows, strict=True):
-        if not weight:
-            continue
-        target = F.avg_pool2d(folded, stride).unflatten(0, flows.shape[:2])
-        epe = end_point_error(level * stride, target)
-        total = total + weight * epe
-        parts[f"epe_s{stride}"] = epe.detach()
+        if weight:
+            target = F.avg_pool2d(folded, stride).unflatten(0, flows.shape[:2])
+            levels.append((stride, weight, level * stride, target))
+    total, parts = flows.new_zeros(()), {}
+    for stride, weight, pred, target in levels:
+        error = endpoint_error(pred, target, axis=-3)
+        cost = error.mean() if exponent == 1.0 else ((error + 0.01) ** exponent).mean()
+        total = total + weight * cost
+        parts[f"epe_s{stride}"] = error.mean().detach()
     return total, parts
 
 
@@ -136,7 +143,9 @@ def training_objective(
         parts["self_supervised"] = photo.detach()
     if supervised:
         labelled, truth = select_samples(output, has_gt), gt_flows.to(frames.device)[has_gt]
-        sup, sup_parts = supervised_loss(labelled, truth, loss_cfg.level_weights)
+        sup, sup_parts = supervised_loss(
+            labelled, truth, loss_cfg.level_weights, exponent=loss_cfg.supervised_exponent
+        )
         total = total + supervised_weight * sup
         parts.update(sup_parts)
         parts["supervised_epe"] = sup_parts["epe_s1"]
