@@ -92,7 +92,7 @@ def test_learns_smooth_sinusoidal_field():
 def test_reaches_large_motion_through_the_coarse_cues(motion):
     texture = baboon_texture(128)
     truth = torch.tensor(motion).view(1, 2, 1, 1).expand(1, 2, 128, 128).clone()
-    # 300 steps: at 220 the outcome hung on the thread count's summation order (1 thread 0.66 px, 2 threads 0.32).
+    # 300 steps: at 220 the outcome hung on the thread count's summation order (1 thread 0.66 px, 2: 0.32).
     before, after = train_and_measure(make_pair(texture, truth), truth, steps=300)
     assert before > 10  # far from the truth before training (the matching prior alone is not enough)
     assert after < 0.5, f"EPE after self-supervised training: {after:.3f} px"

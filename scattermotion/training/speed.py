@@ -36,7 +36,9 @@ from scattermotion.training.data import build_dataset, make_loader
 from scattermotion.training.distributed import DistContext
 from scattermotion.training.objectives import training_objective
 
-OPTIMISATIONS = ("fast_render", "forward_only", "gt_only_synthetic", "bf16", "one_blas_thread", "lean_kernels")
+OPTIMISATIONS = (
+    "fast_render", "forward_only", "gt_only_synthetic", "bf16", "one_blas_thread", "lean_kernels",
+)  # fmt: skip
 PHASES = ("data", "forward", "loss", "backward", "optimizer")
 VIDEOS = ("tree", "carphone", "bikes")  # training-side footage, small enough to decode at once
 
