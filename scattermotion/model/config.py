@@ -2,7 +2,8 @@
 
 The pyramid has four levels at strides 2, 4, 8 and 16. Cues are decoded at stride 16 over a ``cue_window``²
 displacement window (radius ``cue_window // 2`` cells, i.e. ±64 px at full resolution for 9), refined at
-every pyramid level down to ``output_stride`` in a ``refine_window``² window around the upsampled motion,
+every pyramid level down to ``output_stride`` in a ``refine_window``² window around the upsampled motion
+(``refine_iterations`` times per level),
 and the motion at ``output_stride`` is brought to full resolution by context-guided upsampling (CGU) or
 bilinear interpolation.
 """
@@ -27,6 +28,9 @@ class MotionConfig:
     temporal_kernel: int = 3  # taps of the temporal convolution over the T axis
     cue_window: int = 9  # k: k×k candidate displacements at stride 16 (odd)
     refine_window: int = 5  # candidate window of the residual cues at finer levels (odd): ±2 px per level
+    # Passes of each refinement level (its weights shared): pass n re-warps with the motion of pass n-1 and
+    # corrects it again, RAFT's iterative refinement within one level. 1 = the single pass of stages 1-8.
+    refine_iterations: int = 1
     output_stride: int = 4  # finest decoded level; CGU upsamples from here to full resolution
     cue_hidden: int = 48  # hidden channels of the coarse cue decoder
     refine_hidden: int = 32  # hidden channels of the refinement decoders
@@ -45,6 +49,8 @@ class MotionConfig:
             raise ValueError("cue_window must be odd and >= 3")
         if self.refine_window < 1 or self.refine_window % 2 == 0:
             raise ValueError("refine_window must be odd")
+        if self.refine_iterations < 1:
+            raise ValueError("refine_iterations must be >= 1")
         if self.output_stride not in PYRAMID_STRIDES[:-1]:
             raise ValueError(f"output_stride must be one of {PYRAMID_STRIDES[:-1]}")
         if self.upsample not in UPSAMPLE_MODES:

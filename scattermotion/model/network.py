@@ -117,13 +117,16 @@ class MotionNet(nn.Module):
         for stride in config.decoder_strides[1:]:
             level = pyramid[stride]
             motion = upsample_bilinear(motion, 2)
-            centres.append(motion)
-            warped, _ = backward_warp(tgt(level.match), motion)
-            corr = local_correlation(ref(level.match), warped, config.refine_window // 2, normalize=True)
-            features = torch.cat((ref(level.context), motion / MOTION_INPUT_SCALE), dim=1)
-            logits, _, residual, _, hidden = self.refiners[str(stride)](corr, features)
+            for _ in range(config.refine_iterations):
+                centre = motion
+                warped, _ = backward_warp(tgt(level.match), motion)
+                corr = local_correlation(ref(level.match), warped, config.refine_window // 2, normalize=True)
+                features = torch.cat((ref(level.context), motion / MOTION_INPUT_SCALE), dim=1)
+                logits, _, residual, _, hidden = self.refiners[str(stride)](corr, features)
+                motion = motion + residual
+            # The level's last pass is what its losses see (its cues are centred on the pass before).
+            centres.append(centre)
             level_logits.append(logits)
-            motion = motion + residual
             levels.append(motion)
 
         out_stride = config.output_stride
