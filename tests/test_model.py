@@ -305,6 +305,26 @@ def test_growing_a_finer_level_keeps_every_tensor_that_fits(tmp_path, tiny_net: 
         grow_weights(path, {"output_stride": 3})
 
 
+def test_refine_iterations_reuse_each_level_and_centre_the_second_pass_on_the_first(
+    tmp_path, tiny_net: MotionNet
+):
+    path = save_weights(tiny_net, tmp_path / "m.safetensors")
+    iterated, fresh = grow_weights(path, {"refine_iterations": 2})
+    assert not fresh and iterated.state_dict().keys() == tiny_net.state_dict().keys()
+    iterated.eval(), tiny_net.eval()
+    frames = torch.rand(1, 2, 3, 32, 32)
+    with torch.inference_mode():
+        once, twice = tiny_net(frames), iterated(frames)
+    torch.testing.assert_close(twice.coarse_flows[0], once.coarse_flows[0])  # the cues are not iterated
+    assert not torch.allclose(twice.flows, once.flows)
+    radius = iterated.config.refine_window // 2
+    for i in range(1, len(twice.strides)):
+        up = F.interpolate(twice.coarse_flows[i - 1][0], scale_factor=2, mode="bilinear", align_corners=False)
+        first_pass = twice.level_centres[i][0] - up * 2  # the last pass is centred on the first one's motion
+        assert 0 < first_pass.abs().max() <= radius + 1e-5
+        assert (twice.coarse_flows[i][0] - up * 2).abs().max() <= 2 * radius + 1e-5
+
+
 def test_weights_round_trip_gives_identical_outputs(tmp_path, tiny_net: MotionNet):
     path = save_weights(tiny_net, tmp_path / "m.safetensors", card={"steps": 3})
     loaded = load_weights(path)
