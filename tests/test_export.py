@@ -18,7 +18,7 @@ from scattermotion.cli import app
 from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.errors import InputError
 from scattermotion.export import export_onnx, onnx_session, read_metadata, run_onnx, verify_onnx
-from scattermotion.model import build_motion_net, load_weights, save_weights
+from scattermotion.model import MotionConfig, build_motion_net, load_weights, save_weights
 from scattermotion.warp import backward_warp, flow_warp_coords
 
 # Float32 reordering between onnxruntime and PyTorch gives ~1e-4 px on this model (motion of tens of px);
@@ -108,6 +108,15 @@ def test_static_export_fixes_the_size(weights_path, tmp_path):
     assert session.get_inputs()[0].shape == [1, 4, 3, 32, 48]
     clip = torch.rand(1, 4, 3, 32, 48, generator=torch.Generator().manual_seed(0))
     assert verify_onnx(out, load_weights(weights_path), clip) < TOLERANCE_PX
+
+
+def test_iterated_refinement_and_test_time_flip_export(tmp_path):
+    torch.manual_seed(1)
+    config = MotionConfig.small(refine_iterations=2, test_time_flip=True)
+    weights = save_weights(build_motion_net(config), tmp_path / "iterated.safetensors")
+    out = export_onnx(weights, tmp_path / "iterated.onnx", dynamic=False, size=(32, 48))
+    clip = torch.rand(1, 4, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    assert verify_onnx(out, load_weights(weights), clip) < TOLERANCE_PX
 
 
 def test_a_graph_that_disagrees_with_pytorch_is_not_written(weights_path, tmp_path, monkeypatch):

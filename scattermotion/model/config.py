@@ -35,6 +35,10 @@ class MotionConfig:
     cue_hidden: int = 48  # hidden channels of the coarse cue decoder
     refine_hidden: int = 32  # hidden channels of the refinement decoders
     upsample: str = "cgu"  # "cgu" | "bilinear" (ablation)
+    # At inference (eval mode), also run the left-right mirrored clip and average the two motions (the
+    # mirror's u negated): the two estimates' errors are partly independent, so their mean is closer to the
+    # truth (footage validation 0.677 -> 0.638 for stage 7) at twice the compute. Training is unaffected.
+    test_time_flip: bool = False
     cgu_hidden: int = 32  # hidden channels of the CGU weight predictor
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the weights
 

@@ -6,6 +6,7 @@ same per-frame features, folded into the batch so all pairs run in one pass.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -95,6 +96,30 @@ class MotionNet(nn.Module):
 
     def forward(self, frames: torch.Tensor, bidirectional: bool = False) -> MotionOutput:
         self._check(frames)
+        if self.config.test_time_flip and not self.training and not bidirectional:
+            return self._flip_averaged(frames)
+        return self._decode(frames, bidirectional)
+
+    def _flip_averaged(self, frames: torch.Tensor) -> MotionOutput:
+        """The motion and confidence averaged over the clip and its mirror (one batch); everything else, the
+        cues and the coarse levels, is the unmirrored clip's."""
+        batch = frames.shape[0]
+        out = self._decode(torch.cat((frames, frames.flip(-1))), False)
+        mirror_sign = torch.tensor([-1.0, 1.0], dtype=out.flows.dtype, device=out.flows.device)
+        mirrored = out.flows[batch:].flip(-1) * mirror_sign.view(1, 1, 2, 1, 1)
+        first = out.flows[:batch]
+        return dataclasses.replace(
+            out,
+            flows=(first + mirrored) / 2,
+            confidence=(out.confidence[:batch] + out.confidence[batch:].flip(-1)) / 2,
+            coarse_flows=[x[:batch] for x in out.coarse_flows],
+            cue_logits=out.cue_logits[:batch],
+            cue_probs=out.cue_probs[:batch],
+            level_logits=[x[:batch] for x in out.level_logits or []],
+            level_centres=[x[:batch] for x in out.level_centres or []],
+        )
+
+    def _decode(self, frames: torch.Tensor, bidirectional: bool) -> MotionOutput:
         batch, length = frames.shape[:2]
         pairs = length - 1
         pyramid = self.encoder((frames - 0.5) * 2.0)
