@@ -14,6 +14,7 @@ from scattermotion.errors import InputError
 from scattermotion.losses import LossConfig, self_supervised_loss
 from scattermotion.model import MotionConfig, MotionNet, build_motion_net, load_weights, save_weights
 from scattermotion.model.cues import CueDecoder, displacement_grid, local_correlation
+from scattermotion.model.network import average_with_backward
 from scattermotion.model.upsample import bilinear_logits, convex_upsample, upsample_bilinear
 from scattermotion.model.weights import grow_weights
 from scattermotion.padding import InputPadder
@@ -345,6 +346,25 @@ def test_test_time_flip_makes_the_motion_mirror_equivariant_at_inference_only(ti
         assert averaged.coarse_flows[0].shape[0] == 2
     net.train()
     torch.testing.assert_close(net(frames).flows, tiny_net.train()(frames).flows)  # training: one pass
+
+
+def test_test_time_backward_averages_the_forward_motion_with_the_landed_backward_one(tiny_net: MotionNet):
+    forward = torch.full((1, 1, 2, 16, 16), 2.0)
+    backward = torch.full((1, 1, 2, 16, 16), -2.0)
+    backward[..., 0, :, 10:] = -4.0  # frame t+1's right part says 4 px: reached from x >= 8 in frame t
+    fused = average_with_backward(forward, backward)
+    assert torch.allclose(fused[..., 0, :, :7], torch.tensor(2.0)) and torch.allclose(
+        fused[..., 1, :, :], torch.tensor(2.0)
+    )
+    assert torch.allclose(fused[..., 0, :, 8:14], torch.tensor(3.0))
+    net = build_motion_net(dataclasses.replace(tiny_net.config, test_time_backward=True))
+    net.load_state_dict(tiny_net.state_dict())
+    net.eval(), tiny_net.eval()
+    frames = torch.rand(1, 3, 3, 32, 32)
+    with torch.inference_mode():
+        both = tiny_net(frames, bidirectional=True)
+        torch.testing.assert_close(net(frames).flows, average_with_backward(both.flows, both.backward_flows))
+        assert net(frames, bidirectional=True).backward_flows is not None  # asked for: no fusion
 
 
 def test_weights_round_trip_gives_identical_outputs(tmp_path, tiny_net: MotionNet):

@@ -39,6 +39,9 @@ class MotionConfig:
     # mirror's u negated): the two estimates' errors are partly independent, so their mean is closer to the
     # truth (footage validation 0.677 -> 0.638 for stage 7) at twice the compute. Training is unaffected.
     test_time_flip: bool = False
+    # At inference, also decode the backward motion (frame t+1 → t, same features: the decoders run twice, the
+    # encoder once) and average it, read where the forward motion lands and negated, with the forward one.
+    test_time_backward: bool = False
     cgu_hidden: int = 32  # hidden channels of the CGU weight predictor
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the weights
 
