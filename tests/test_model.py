@@ -327,25 +327,32 @@ def test_refine_iterations_reuse_each_level_and_centre_the_second_pass_on_the_fi
         assert (twice.coarse_flows[i][0] - up * 2).abs().max() <= 2 * radius + 1e-5
 
 
-def test_test_time_flip_makes_the_motion_mirror_equivariant_at_inference_only(tiny_net: MotionNet):
+@pytest.mark.parametrize(
+    ("mirror", "dims", "signs"),
+    [("horizontal", (-1,), (-1.0, 1.0)), ("vertical", (-2,), (1.0, -1.0)), ("both", (-2, -1), (-1.0, -1.0))],
+)
+def test_test_time_mirror_makes_the_motion_mirror_equivariant_at_inference_only(
+    tiny_net: MotionNet, mirror, dims, signs
+):
     frames = torch.rand(2, 3, 3, 32, 48)
-    net = build_motion_net(dataclasses.replace(tiny_net.config, test_time_flip=True))
+    net = build_motion_net(dataclasses.replace(tiny_net.config, test_time_mirror=mirror))
     net.load_state_dict(tiny_net.state_dict())
     net.eval(), tiny_net.eval()
-    sign = torch.tensor([-1.0, 1.0]).view(1, 1, 2, 1, 1)
+    sign = torch.tensor(signs).view(1, 1, 2, 1, 1)
     with torch.inference_mode():
         plain, averaged = tiny_net(frames), net(frames)
-        mirrored = net(frames.flip(-1))
-        torch.testing.assert_close(
-            averaged.flows, (plain.flows + tiny_net(frames.flip(-1)).flows.flip(-1) * sign) / 2
-        )
+        alone_mirrored = tiny_net(frames.flip(dims)).flows.flip(dims) * sign
+        torch.testing.assert_close(averaged.flows, (plain.flows + alone_mirrored) / 2)
         # Mirroring the clip mirrors the motion exactly: one network alone is not equivariant.
-        torch.testing.assert_close(mirrored.flows, averaged.flows.flip(-1) * sign, atol=1e-5, rtol=1e-5)
-        assert not torch.allclose(tiny_net(frames.flip(-1)).flows, plain.flows.flip(-1) * sign, atol=1e-3)
+        mirrored = net(frames.flip(dims))
+        torch.testing.assert_close(mirrored.flows, averaged.flows.flip(dims) * sign, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(alone_mirrored, plain.flows, atol=1e-3)
         assert averaged.confidence.shape == plain.confidence.shape == (2, 2, 1, 32, 48)
         assert averaged.coarse_flows[0].shape[0] == 2
     net.train()
     torch.testing.assert_close(net(frames).flows, tiny_net.train()(frames).flows)  # training: one pass
+    with pytest.raises(ValueError, match="test_time_mirror"):
+        MotionConfig.small(test_time_mirror="diagonal")
 
 
 def test_test_time_backward_averages_the_forward_motion_with_the_landed_backward_one(tiny_net: MotionNet):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from scattermotion.model.config import MotionConfig
+from scattermotion.model.config import MIRROR_AXES, MotionConfig
 from scattermotion.model.cues import CueDecoder, local_correlation
 from scattermotion.model.encoder import ClipEncoder
 from scattermotion.model.upsample import (
@@ -96,26 +96,29 @@ class MotionNet(nn.Module):
     def forward(self, frames: torch.Tensor, bidirectional: bool = False) -> MotionOutput:
         self._check(frames)
         config = self.config
-        if self.training or bidirectional or not (config.test_time_flip or config.test_time_backward):
+        if (
+            self.training
+            or bidirectional
+            or not (config.test_time_mirror != "none" or config.test_time_backward)
+        ):
             return self._decode(frames, bidirectional)
         return self._fused(frames)
 
     def _fused(self, frames: torch.Tensor) -> MotionOutput:
         """Inference with the test-time estimates of the config averaged: the backward motion brought to the
-        reference frame (``test_time_backward``) and the mirrored clip's (``test_time_flip``, one batch).
+        reference frame (``test_time_backward``) and the mirrored clip's (``test_time_mirror``, one batch).
         Motion and confidence are fused; the cues and coarse levels are the plain clip's forward ones."""
-        batch, flip = frames.shape[0], self.config.test_time_flip
-        out = self._decode(
-            torch.cat((frames, frames.flip(-1))) if flip else frames, self.config.test_time_backward
-        )
+        batch, dims = frames.shape[0], MIRROR_AXES[self.config.test_time_mirror]
+        clips = torch.cat((frames, frames.flip(dims))) if dims else frames
+        out = self._decode(clips, self.config.test_time_backward)
         flows = out.flows
         if out.backward_flows is not None:
             flows = average_with_backward(flows, out.backward_flows)
         confidence = out.confidence
-        if flip:
-            sign = torch.tensor([-1.0, 1.0], dtype=flows.dtype, device=flows.device).view(1, 1, 2, 1, 1)
-            flows = (flows[:batch] + flows[batch:].flip(-1) * sign) / 2
-            confidence = (confidence[:batch] + confidence[batch:].flip(-1)) / 2
+        if dims:  # a mirror along x negates u, along y v
+            sign = torch.tensor([-1.0 if -1 in dims else 1.0, -1.0 if -2 in dims else 1.0], dtype=flows.dtype)
+            flows = (flows[:batch] + flows[batch:].flip(dims) * sign.to(flows.device).view(1, 1, 2, 1, 1)) / 2
+            confidence = (confidence[:batch] + confidence[batch:].flip(dims)) / 2
         return MotionOutput(
             flows=flows,
             confidence=confidence,
