@@ -14,7 +14,7 @@ from scattermotion.errors import InputError
 from scattermotion.losses import LossConfig, self_supervised_loss
 from scattermotion.model import MotionConfig, MotionNet, build_motion_net, load_weights, save_weights
 from scattermotion.model.cues import CueDecoder, displacement_grid, local_correlation
-from scattermotion.model.network import average_with_backward
+from scattermotion.model.network import landed_backward
 from scattermotion.model.upsample import bilinear_logits, convex_upsample, upsample_bilinear
 from scattermotion.model.weights import grow_weights
 from scattermotion.padding import InputPadder
@@ -359,7 +359,7 @@ def test_test_time_backward_averages_the_forward_motion_with_the_landed_backward
     forward = torch.full((1, 1, 2, 16, 16), 2.0)
     backward = torch.full((1, 1, 2, 16, 16), -2.0)
     backward[..., 0, :, 10:] = -4.0  # frame t+1's right part says 4 px: reached from x >= 8 in frame t
-    fused = average_with_backward(forward, backward)
+    fused = (forward - landed_backward(forward, backward)) / 2
     assert torch.allclose(fused[..., 0, :, :7], torch.tensor(2.0)) and torch.allclose(
         fused[..., 1, :, :], torch.tensor(2.0)
     )
@@ -370,8 +370,35 @@ def test_test_time_backward_averages_the_forward_motion_with_the_landed_backward
     frames = torch.rand(1, 3, 3, 32, 32)
     with torch.inference_mode():
         both = tiny_net(frames, bidirectional=True)
-        torch.testing.assert_close(net(frames).flows, average_with_backward(both.flows, both.backward_flows))
+        second = -landed_backward(both.flows, both.backward_flows)
+        torch.testing.assert_close(net(frames).flows, (both.flows + second) / 2)
         assert net(frames, bidirectional=True).backward_flows is not None  # asked for: no fusion
+
+
+def test_fused_motion_spread_is_each_pixels_largest_distance_from_the_mean(tiny_net: MotionNet):
+    """Any mode, any config: the mean of the plain, landed-backward and mirrored estimates, and how far the
+    farthest of them lies from it (self-distillation trusts the pixels where they agree)."""
+    frames = torch.rand(2, 3, 3, 32, 48)
+    tiny_net.train()  # training mode: the teacher of self-distillation runs inside the training step
+    with torch.no_grad():
+        fused = tiny_net.fused_motion(frames, mirror="vertical", backward=True, with_spread=True)
+        plain = tiny_net(frames, bidirectional=True)
+        mirrored = tiny_net(frames.flip(-2), bidirectional=True)
+    sign = torch.tensor([1.0, -1.0]).view(1, 1, 2, 1, 1)
+    estimates = [
+        plain.flows,
+        -landed_backward(plain.flows, plain.backward_flows),
+        mirrored.flows.flip(-2) * sign,
+        -landed_backward(mirrored.flows, mirrored.backward_flows).flip(-2) * sign,
+    ]
+    mean = sum(estimates) / 4
+    torch.testing.assert_close(fused.flows, mean, atol=1e-5, rtol=1e-5)
+    farthest = torch.stack([(e - mean).norm(dim=2, keepdim=True) for e in estimates]).amax(0)
+    torch.testing.assert_close(fused.spread, farthest, atol=1e-5, rtol=1e-5)
+    assert fused.spread.shape == (2, 2, 1, 32, 48) and float(fused.spread.max()) > 0
+    alone = tiny_net.fused_motion(frames, with_spread=True)
+    assert alone.spread.abs().max() == 0  # one estimate: nothing to disagree with
+    assert tiny_net.fused_motion(frames, mirror="vertical").spread is None  # only when asked for
 
 
 def test_weights_round_trip_gives_identical_outputs(tmp_path, tiny_net: MotionNet):
