@@ -1,6 +1,7 @@
 """Ablations of the design choices: context-guided upsampling (CGU) vs bilinear, T=4 vs T=2 clip context,
 training with vs without forward-backward occlusion masks, and the objectives on synthetic ground truth (an
-EPE term at full weight, and with it the cue-target term on the cue distributions).
+EPE term at full weight, with it the cue-target term on the cue distributions, or self-distillation of
+the network's test-time ensemble on the real clips).
 
 Every variant is trained from the same seed with the same short self-supervised schedule
 (``scattermotion.training``: same videos, same synthetic share, same steps, batch and crop) and evaluated on
@@ -55,6 +56,12 @@ VARIANTS: dict[str, dict[str, Any]] = {  # changes to the reference training con
         "supervised_weight": 1.0,
         "self_supervised_on_synthetic": False,
         "loss": {"cue_target_weight": 1.0},
+    },
+    # Self-distillation: real clips also taught by the network's own test-time ensemble (no labels).
+    "EPE on synthetic + self-distillation on real": {
+        "supervised_weight": 1.0,
+        "self_supervised_on_synthetic": False,
+        "distill_weight": 1.0,
     },
 }
 

@@ -20,8 +20,10 @@ from scattermotion.model.cues import cue_expectation, displacement_grid
 from scattermotion.precision import autocast, resolve_precision
 from scattermotion.training import TrainConfig, list_checkpoints, load_config, train
 from scattermotion.training.checkpoint import CHECKPOINT_DIR, remove_stale_temporaries
+from scattermotion.training.distill import TeacherTargets, lands_inside, teacher_targets
 from scattermotion.training.objectives import (
     cue_target_loss,
+    distillation_loss,
     select_samples,
     supervised_loss,
     training_objective,
@@ -317,3 +319,107 @@ def test_lean_kernels_switch_changes_speed_not_the_loss_or_its_gradients():
     assert len(lean_grads) == len(old_grads) > 0
     for a, b in zip(lean_grads, old_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+# ---- self-distillation ------------------------------------------------------------------------------------
+
+
+def test_lands_inside_marks_the_pixels_whose_motion_stays_in_the_frame():
+    flows = torch.zeros(1, 1, 2, 4, 6)
+    flows[:, :, 0] = 2.0  # 2 px right: the last two columns leave the frame
+    inside = lands_inside(flows)
+    assert inside.shape == (1, 1, 1, 4, 6)
+    assert inside[..., :4].all() and not inside[..., 4:].any()
+
+
+def test_teacher_trusts_where_the_ensemble_agrees_and_the_student_is_scored_there_only():
+    torch.manual_seed(0)
+    net = MotionNet(tiny_config()).train()
+    frames = torch.rand(2, 3, 3, 64, 64)
+    loose = teacher_targets(net, frames, "vertical", max_spread=1e6)
+    strict = teacher_targets(net, frames, "vertical", max_spread=1e-6)
+    assert not loose.flows.requires_grad and loose.flows.dtype == torch.float32
+    assert torch.equal(loose.trusted, lands_inside(loose.flows))  # every estimate "agrees"
+    assert strict.trusted.sum() < loose.trusted.sum()  # the untrained ensemble disagrees somewhere
+    output = net(frames)
+    same = dataclasses.replace(loose, flows=output.flows.detach().float())
+    zero, parts = distillation_loss(output, same)
+    assert float(zero.detach()) < 1e-5 and float(parts["distill_trusted"]) > 0
+    shifted = dataclasses.replace(same, flows=same.flows + torch.tensor([3.0, 4.0]).view(1, 1, 2, 1, 1))
+    five, parts = distillation_loss(output, shifted)
+    five_value = float(five.detach())
+    assert five_value == pytest.approx(5.0, rel=1e-4) and float(parts["distill_epe"]) == pytest.approx(
+        5.0, rel=1e-4
+    )
+    untrusted = dataclasses.replace(shifted, trusted=torch.zeros_like(shifted.trusted))
+    assert float(distillation_loss(output, untrusted)[0].detach()) == 0  # nothing trusted, nothing taught
+    five.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_objective_adds_distillation_on_the_real_samples_only(tiny_output):
+    frames, output = tiny_output
+    cfg = LossConfig(occlusion=False)
+    has_gt = torch.tensor([True, False, False])
+    real = select_samples(output, ~has_gt)
+    teacher = TeacherTargets(
+        real.flows.detach().float() + 1.0, torch.ones_like(real.flows[:, :, :1], dtype=torch.bool)
+    )
+    args = (frames, output, has_gt, output.flows.detach(), cfg, 1.0, False)
+    plain, plain_parts = training_objective(*args)
+    taught, parts = training_objective(*args, teacher=teacher, distill_weight=0.5)
+    assert float(parts["distill_epe"]) == pytest.approx(2**0.5, rel=1e-4)
+    assert float(taught.detach()) == pytest.approx(float(plain.detach()) + 0.5 * 2**0.5, rel=1e-4)
+    assert set(parts) == set(plain_parts) | {"distill_epe", "distill_trusted"}
+    everyone_labelled = training_objective(
+        frames,
+        output,
+        torch.ones(3, dtype=torch.bool),
+        output.flows.detach(),
+        cfg,
+        1.0,
+        False,
+        teacher=None,
+        distill_weight=0.5,
+    )[1]
+    assert set(everyone_labelled) == set(parts) and everyone_labelled["distill_epe"] == 0  # same names
+
+
+def test_student_frames_carry_nuisances_on_real_clips_only():
+    from scattermotion.data.clips import MixedClipDataset
+    from scattermotion.data.nuisance import NuisanceConfig
+
+    clip = torch.rand(3, 3, 32, 32)
+
+    class Fixed:  # stands in for the real and synthetic datasets
+        def __init__(self, has_gt: bool):
+            self.has_gt = has_gt
+
+        def __getitem__(self, index):
+            return {"frames": clip.clone(), "has_gt": torch.tensor(self.has_gt)}
+
+    always = NuisanceConfig(noise=1.0, gain=1.0, jpeg=0.0, grey=0.0)
+    mixed = MixedClipDataset(Fixed(False), Fixed(True), 0.5, seed=3, student_nuisance=always)
+    samples = [mixed[i] for i in range(12)]
+    assert {bool(s["has_gt"]) for s in samples} == {True, False}
+    for s in samples:
+        moved = (s["student_frames"] - s["frames"]).abs().mean()
+        assert (float(moved) == 0) == bool(s["has_gt"])
+        assert s["student_frames"].shape == s["frames"].shape and 0 <= float(s["student_frames"].min())
+    again = MixedClipDataset(Fixed(False), Fixed(True), 0.5, seed=3, student_nuisance=always)
+    assert torch.equal(again[5]["student_frames"], samples[5]["student_frames"])  # a pure function of index
+    assert "student_frames" not in MixedClipDataset(Fixed(False), Fixed(True), 0.5, seed=3)[0]
+
+
+def test_distillation_trains_end_to_end_and_logs_its_terms(tmp_path):
+    config = load_config(TINY).replace(
+        sources=[str(real_video("carphone"))], steps=2, val_every=2, distill_weight=1.0, val_sets=[]
+    )
+    train(config, tmp_path / "run", progress=False)
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in rows if r["kind"] == "train"]
+    assert logged and all(0 < r["distill_trusted"] <= 1 and r["distill_epe"] >= 0 for r in logged)
+    with pytest.raises(ValueError, match="distill_mirror"):
+        config.replace(distill_mirror="sideways")

@@ -42,6 +42,7 @@ from torch.utils.data import Dataset
 
 from scattermotion.augment import AugmentConfig, augment_clip
 from scattermotion.data.frame_cache import FrameCache
+from scattermotion.data.nuisance import NuisanceConfig, apply_nuisances
 from scattermotion.data.scenecut import detect_scene_cuts, sample_clip_starts, shots
 from scattermotion.errors import InputError
 from scattermotion.inputs import InputItem, expand_inputs, open_source
@@ -323,7 +324,8 @@ def training_synthetic_seed(seed: int, rank: int) -> int:
 
 class MixedClipDataset(Dataset):
     """Sample ``index`` is synthetic with probability ``synthetic_ratio`` (decided from ``(seed, rank,
-    index)``), else real. Either part may be absent when the ratio is 0 or 1."""
+    index)``), else real. Either part may be absent when the ratio is 0 or 1. With ``student_nuisance`` every
+    sample also has ``student_frames``: the frames self-distillation's student sees."""
 
     def __init__(
         self,
@@ -333,6 +335,7 @@ class MixedClipDataset(Dataset):
         seed: int = 0,
         rank: int = 0,
         length: int = 2**62,
+        student_nuisance: NuisanceConfig | None = None,
     ):
         if not 0 <= synthetic_ratio <= 1:
             raise ValueError(f"synthetic_ratio must be in [0, 1], got {synthetic_ratio}")
@@ -342,6 +345,7 @@ class MixedClipDataset(Dataset):
             raise ValueError("synthetic clips are needed when synthetic_ratio > 0")
         self.real, self.synthetic, self.synthetic_ratio = real, synthetic, float(synthetic_ratio)
         self.seed, self.rank, self.length = int(seed), int(rank), int(length)
+        self.student_nuisance = student_nuisance
 
     def __len__(self) -> int:
         return self.length
@@ -354,6 +358,27 @@ class MixedClipDataset(Dataset):
         )
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        part = self.synthetic if self.is_synthetic(index) else self.real
+        synthetic = self.is_synthetic(index)
+        part = self.synthetic if synthetic else self.real
         assert part is not None
-        return part[index]
+        sample = part[index]
+        if self.student_nuisance is not None:
+            # Self-distillation: the teacher reads the clean clip, the student this copy. Synthetic clips
+            # carry their nuisances already; a real one gets its own (they move no pixel: the target holds).
+            rng = np.random.default_rng([self.seed, self.rank, int(index), 3])
+            sample["student_frames"] = (
+                sample["frames"]
+                if synthetic
+                else with_nuisances(sample["frames"], rng, self.student_nuisance)
+            )
+        return sample
+
+
+def with_nuisances(frames: torch.Tensor, rng: np.random.Generator, cfg: NuisanceConfig) -> torch.Tensor:
+    """``T×3×H×W`` float frames in [0, 1] with the nuisances of :func:`apply_nuisances` drawn from ``rng``
+    (no motion blur: a real clip's motion is unknown)."""
+    cfg = dataclasses.replace(cfg, blur=0.0)
+    grey_levels = (frames.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
+    still = np.zeros((len(frames) - 1, *grey_levels.shape[1:3], 2), np.float32)
+    out = apply_nuisances(grey_levels, still, rng, cfg)
+    return torch.from_numpy(out.astype(np.float32) / np.float32(255.0)).permute(0, 3, 1, 2).contiguous()

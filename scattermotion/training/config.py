@@ -17,6 +17,7 @@ import yaml
 from scattermotion.augment import AugmentConfig
 from scattermotion.errors import InputError
 from scattermotion.io.atomic import write_bytes_atomic
+from scattermotion.model.config import MIRROR_AXES
 from scattermotion.precision import PRECISIONS
 
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -83,6 +84,13 @@ class TrainConfig:
     supervised_weight: float = 0.0  # > 0 adds EPE against the synthetic ground truth (off: self-supervised)
     # False: clips with ground truth get only the supervised term (the photometric one is for real video).
     self_supervised_on_synthetic: bool = True
+    # Self-distillation on real clips (training.distill): > 0 adds this weight × the robust EPE between the
+    # network's single pass on the clip with footage nuisances added and its own test-time ensemble
+    # (plain + landed backward + ``distill_mirror`` mirror) on the clean clip, where the ensemble's estimates
+    # lie within ``distill_max_spread`` px (+ 5 % of the motion) of their mean. Real video stays unlabeled.
+    distill_weight: float = 0.0
+    distill_mirror: str = "vertical"
+    distill_max_spread: float = 0.5
     cache_mb: int = 2048  # decoded-video cache per data process
     num_workers: int = 2
     # optimisation
@@ -135,6 +143,12 @@ class TrainConfig:
             raise ValueError(f"unknown val_sets {sorted(unknown)}; choose from {VALIDATION_SETS}")
         if self.crop_size[0] % 16 or self.crop_size[1] % 16:
             raise ValueError(f"crop_size {self.crop_size} must be multiples of the network stride 16")
+        if self.distill_weight < 0 or self.distill_max_spread <= 0:
+            raise ValueError("distill_weight must be >= 0 and distill_max_spread > 0")
+        if self.distill_mirror not in MIRROR_AXES:
+            raise ValueError(
+                f"distill_mirror must be one of {sorted(MIRROR_AXES)}, got {self.distill_mirror!r}"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         # The nested configs are built once here, so a typo (``loss: {smoth_weight: 1}``) fails at load time.

@@ -54,7 +54,14 @@ def build_dataset(config: TrainConfig, run_dir: Path, ctx: DistContext):
             config.synthetic_max_disp,
             keep_ground_truth=config.supervised_weight > 0,
         )
-    dataset = MixedClipDataset(real, synthetic, config.synthetic_ratio, config.seed, ctx.rank)
+    student_nuisance = None
+    if config.distill_weight > 0:  # self-distillation's student sees real clips with footage nuisances
+        from scattermotion.data.nuisance import NuisanceConfig
+
+        student_nuisance = NuisanceConfig()
+    dataset = MixedClipDataset(
+        real, synthetic, config.synthetic_ratio, config.seed, ctx.rank, student_nuisance=student_nuisance
+    )
     return dataset, entries
 
 

@@ -70,6 +70,7 @@ from scattermotion.training.config import (
     save_config,
 )
 from scattermotion.training.data import build_dataset, make_loader
+from scattermotion.training.distill import teacher_targets
 from scattermotion.training.distributed import DistContext, init_distributed
 from scattermotion.training.objectives import training_objective
 
@@ -123,8 +124,16 @@ def train_step(
     loss_cfg = config.loss_config(step)
     if bidirectional is None:
         bidirectional = loss_cfg.occlusion
+    teacher, shown = None, frames
+    if config.distill_weight > 0:  # the ensemble reads the clean real clips; the network sees the student's
+        real = ~batch["has_gt"].to(ctx.device)
+        shown = batch["student_frames"].to(ctx.device, non_blocking=True)
+        if bool(real.any()):
+            net = model.module if hasattr(model, "module") else model  # the teacher runs outside DDP
+            with autocast(precision, ctx.device):
+                teacher = teacher_targets(net, frames[real], config.distill_mirror, config.distill_max_spread)
     with autocast(precision, ctx.device):
-        output = model(frames, bidirectional=bidirectional)
+        output = model(shown, bidirectional=bidirectional)
     loss, terms = training_objective(
         frames,
         output,
@@ -133,6 +142,8 @@ def train_step(
         loss_cfg,
         config.supervised_weight,
         config.self_supervised_on_synthetic,
+        teacher=teacher,
+        distill_weight=config.distill_weight,
     )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -11,6 +11,8 @@
   each refinement level found only ~45 % of its residual (stride 4: 0.69 -> 1.27 px, stride 2: 1.26 -> 1.25),
   so the motion fell short everywhere with a p10-p90 spread of 1.2 px where DIS is exact. The two-hot target
   says exactly how much mass each neighbouring candidate must hold for a sub-cell residual.
+- :func:`distillation_loss`: robust EPE against the network's own test-time ensemble on real clips, where
+  the ensemble is trusted (:mod:`scattermotion.training.distill`); real video stays unlabeled.
 - :func:`training_objective` mixes them per sample: a batch holds real and synthetic clips, each scored by
   the term that fits it. Scoring synthetic clips photometrically as well (``self_supervised_on_synthetic``)
   was the old recipe; with their exact motion at hand the photometric term only adds noise and compute.
@@ -111,6 +113,19 @@ def cue_target_loss(
     return total, parts
 
 
+def distillation_loss(output, teacher, exponent: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Mean over the teacher's trusted pixels of ``(EPE + 0.01)^q`` (plain EPE for q = 1) between the
+    student's full-resolution motion and the teacher's (:class:`~scattermotion.training.distill.
+    TeacherTargets` of the same samples). Logs the plain EPE there and the trusted share."""
+    error = endpoint_error(output.flows.float(), teacher.flows, axis=-3).unsqueeze(2)
+    trusted = teacher.trusted.to(error.dtype)
+    count = trusted.sum().clamp_min(1.0)
+    cost = error if exponent == 1.0 else (error + 0.01) ** exponent
+    loss = (cost * trusted).sum() / count
+    parts = {"distill_epe": ((error * trusted).sum() / count).detach(), "distill_trusted": trusted.mean()}
+    return loss, parts
+
+
 def training_objective(
     frames: torch.Tensor,
     output,
@@ -119,12 +134,17 @@ def training_objective(
     loss_cfg: LossConfig,
     supervised_weight: float,
     self_supervised_on_synthetic: bool = True,
+    teacher=None,
+    distill_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of one batch and its named parts (detached, for logging).
 
     Samples with ground truth (``has_gt``) get ``supervised_weight`` × :func:`supervised_loss`; the others,
     and all samples when ``self_supervised_on_synthetic`` or ``supervised_weight`` is 0, the
-    self-supervised loss. Each term is a mean over its own samples."""
+    self-supervised loss. With ``distill_weight`` > 0, the samples without ground truth also get that weight
+    × :func:`distillation_loss` against ``teacher`` (their targets, in batch order). Each term is a mean
+    over its own samples. ``frames`` are the clean clips (the photometric loss compares them), whatever the
+    network was shown."""
     has_gt = has_gt.to(frames.device)
     supervised = supervised_weight > 0 and bool(has_gt.any())
     split = supervised_weight > 0 and not self_supervised_on_synthetic
@@ -132,7 +152,7 @@ def training_objective(
     total = frames.new_zeros(())
     # Every batch logs the same names (ranks of a distributed run average them together), zero when absent.
     zero = frames.new_zeros(())
-    parts = dict.fromkeys(_part_names(output, loss_cfg, supervised_weight > 0), zero)
+    parts = dict.fromkeys(_part_names(output, loss_cfg, supervised_weight > 0, distill_weight > 0), zero)
     if bool(photometric.any()):
         everyone = bool(photometric.all())
         sub_frames = frames if everyone else frames[photometric]
@@ -153,11 +173,17 @@ def training_objective(
             cue, cue_parts = cue_target_loss(labelled, truth, loss_cfg.level_weights)
             total = total + supervised_weight * loss_cfg.cue_target_weight * cue
             parts.update(cue_parts)
+    if distill_weight > 0 and teacher is not None and not bool(has_gt.all()):
+        distill, distill_parts = distillation_loss(
+            select_samples(output, ~has_gt), teacher, exponent=loss_cfg.supervised_exponent
+        )
+        total = total + distill_weight * distill
+        parts.update(distill_parts)
     parts["total"] = total.detach()
     return total, parts
 
 
-def _part_names(output, loss_cfg: LossConfig, supervised: bool) -> list[str]:
+def _part_names(output, loss_cfg: LossConfig, supervised: bool, distill: bool = False) -> list[str]:
     levels = [(1, loss_cfg.full_res_weight)] + list(zip(output.strides, loss_cfg.level_weights, strict=True))
     names = [f"{kind}_s{stride}" for stride, weight in levels if weight for kind in ("photo", "smooth")]
     names += ["occluded", "self_supervised"]
@@ -170,4 +196,6 @@ def _part_names(output, loss_cfg: LossConfig, supervised: bool) -> list[str]:
         if loss_cfg.cue_target_weight:
             weighted = zip(output.strides, loss_cfg.level_weights, strict=True)
             names += [f"cue_ce_s{stride}" for stride, weight in weighted if weight]
+    if distill:
+        names += ["distill_epe", "distill_trusted"]
     return names

@@ -1,0 +1,44 @@
+"""Self-distillation on real video: the network's own test-time ensemble as the target of its single pass.
+
+Why: on the footage validation pairs the mean of the plain, landed-backward and mirrored estimates
+(:meth:`MotionNet.fused_motion`) is closer to the truth than the single pass (stage 9: 0.565 vs 0.655 px), and
+real video, which has no labels, had only the photometric loss, which sensor noise and exposure changes
+corrupt. Here the teacher is that ensemble on the clean clip, computed without gradients, trusted where its
+estimates agree and the motion lands inside the frame; the student is the single pass on the same clip with
+footage nuisances added (noise, gain, JPEG, grey: :func:`scattermotion.data.clips.with_nuisances`), which
+move no pixel, so the target stays exact for it (SMURF's self-supervision, with the ensemble as teacher).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from scattermotion.model.network import MotionNet
+
+RELATIVE_SPREAD = 0.05  # trusted spread grows with the motion: 5 % of it, like the forward-backward test
+
+
+@dataclass
+class TeacherTargets:
+    flows: torch.Tensor  # B×(T−1)×2×H×W, fp32
+    trusted: torch.Tensor  # B×(T−1)×1×H×W bool: the estimates agree and the motion lands inside the frame
+
+
+def lands_inside(flows: torch.Tensor) -> torch.Tensor:
+    """``B×P×1×H×W`` bool: the pixel moved by ``flows`` (B×P×2×H×W) is still inside the frame."""
+    height, width = flows.shape[-2:]
+    xs = torch.arange(width, device=flows.device, dtype=flows.dtype)
+    ys = torch.arange(height, device=flows.device, dtype=flows.dtype).unsqueeze(1)
+    x, y = xs + flows[:, :, 0], ys + flows[:, :, 1]
+    return ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).unsqueeze(2)
+
+
+@torch.no_grad()
+def teacher_targets(net: MotionNet, frames: torch.Tensor, mirror: str, max_spread: float) -> TeacherTargets:
+    """The ensemble motion of ``frames`` (B×T×3×H×W, clean) and where to trust it."""
+    fused = net.fused_motion(frames, mirror=mirror, backward=True, with_spread=True)
+    flows = fused.flows.float()
+    agree = fused.spread.float() <= max_spread + RELATIVE_SPREAD * flows.norm(dim=2, keepdim=True)
+    return TeacherTargets(flows, agree & lands_inside(flows))
