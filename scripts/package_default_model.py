@@ -1,28 +1,34 @@
 """Package a training checkpoint as the model shipped in the package, with its machine-readable card.
 
-    python scripts/package_default_model.py runs/default [--step N] [--out WEIGHTS]
+    python scripts/package_default_model.py runs/default [--step N] [--out WEIGHTS] [--set KEY=VALUE ...]
 
 Takes checkpoint ``N`` (default: the run's latest) of a ``scattermotion train`` run, writes the weights and
 ``default.json`` (training data, steps, time, last validation metrics) atomically. A run fine-tuned from
 earlier weights (``--init``) keeps their card's training record under ``training.initialised_from``, read
 before anything is overwritten, so the card of a multi-stage model lists every stage. The human-readable
 card is ``scattermotion/weights/MODEL_CARD.md``.
+
+``--set`` changes inference-only fields of the stored config (``refine_iterations``, ``test_time_backward``,
+``test_time_mirror``): they reuse the trained weights unchanged, so the packaged model runs the same tensors
+with more passes or test-time averaging; the card records what was set.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scattermotion.errors import InputError  # noqa: E402
-from scattermotion.model import load_weights, save_weights  # noqa: E402
+from scattermotion.model import MotionNet, load_weights, save_weights  # noqa: E402
 from scattermotion.model.weights import training_record  # noqa: E402
 from scattermotion.training import (  # noqa: E402
     CONFIG_FILE,
@@ -67,19 +73,57 @@ def earlier_stage(run_dir: Path, init_weights: str | None) -> dict | None:
     return init_record(run_dir) or training_record(init_weights)
 
 
+INFERENCE_FIELDS = (
+    "refine_iterations",
+    "test_time_backward",
+    "test_time_mirror",
+)  # no tensor depends on them
+
+
+def parse_settings(items: list[str]) -> dict[str, object]:
+    """``["refine_iterations=3", "test_time_backward=true"]`` → typed values (YAML scalars)."""
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in INFERENCE_FIELDS:
+            raise InputError(None, f"--set {item!r}: expected KEY=VALUE with KEY one of {INFERENCE_FIELDS}")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
+def with_settings(model: MotionNet, settings: dict[str, object]) -> MotionNet:
+    """The same tensors in a network built with ``settings`` applied to its config."""
+    try:
+        config = dataclasses.replace(model.config, **settings)
+    except (ValueError, TypeError) as err:
+        raise InputError(None, f"--set: {err}") from None
+    changed = MotionNet(config)
+    changed.load_state_dict(model.state_dict())  # inference fields add no tensors: a strict load
+    return changed.eval()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--step", type=int, default=None)
     default_out = ROOT / "scattermotion" / "weights" / "default.safetensors"
     parser.add_argument("--out", type=Path, default=default_out)
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"inference-only config field of the packaged model, one of {INFERENCE_FIELDS} (repeatable)",
+    )
     args = parser.parse_args()
     try:
         step = args.step if args.step is not None else latest_checkpoint(args.run_dir)
         if step is None:
             raise InputError(args.run_dir, "no checkpoint in this run folder")
         weights = checkpoint_weights(args.run_dir, step)
-        model = load_weights(weights)
+        settings = parse_settings(args.settings)
+        model = with_settings(load_weights(weights), settings)
         config = load_config(args.run_dir / CONFIG_FILE)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -102,6 +146,7 @@ def main() -> int:
             "config": {**config.to_dict(), "sources": [Path(s).name for s in config.sources]},
             "initialised_from": earlier_stage(args.run_dir, config.init_weights),
         },
+        "inference_settings": settings,
         "validation_at_checkpoint": validation,
         "evaluation_data": "motorcycle, Aloe, graf (ground truth) and frame-pairs: never trained on",
     }
