@@ -47,5 +47,17 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor
     x, y = coords[:, 0], coords[:, 1]
     grid = torch.stack((x * (2.0 / max(width - 1, 1)) - 1.0, y * (2.0 / max(height - 1, 1)) - 1.0), dim=-1)
     warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    valid = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
-    return warped, valid[:, None].to(image.dtype)
+    return warped, _inside(coords)[:, None].to(image.dtype)
+
+
+def _inside(coords: torch.Tensor) -> torch.Tensor:
+    """``B×H×W`` bool: the ``B×2×H×W`` absolute coordinates lie inside the ``H×W`` image."""
+    height, width = coords.shape[-2:]
+    x, y = coords[:, 0], coords[:, 1]
+    return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+
+
+def lands_inside(flow: torch.Tensor) -> torch.Tensor:
+    """``B×1×H×W`` bool: the pixel moved by ``flow`` (B×2×H×W) is still inside the frame (``backward_warp``'s
+    ``valid``, without sampling anything)."""
+    return _inside(flow_warp_coords(flow))[:, None]

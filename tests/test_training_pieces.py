@@ -20,7 +20,7 @@ from scattermotion.model.cues import cue_expectation, displacement_grid
 from scattermotion.precision import autocast, resolve_precision
 from scattermotion.training import TrainConfig, list_checkpoints, load_config, train
 from scattermotion.training.checkpoint import CHECKPOINT_DIR, remove_stale_temporaries
-from scattermotion.training.distill import TeacherTargets, lands_inside, teacher_targets
+from scattermotion.training.distill import TeacherTargets, teacher_targets
 from scattermotion.training.objectives import (
     cue_target_loss,
     distillation_loss,
@@ -29,6 +29,7 @@ from scattermotion.training.objectives import (
     training_objective,
     two_hot,
 )
+from scattermotion.warp import lands_inside
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -325,10 +326,10 @@ def test_lean_kernels_switch_changes_speed_not_the_loss_or_its_gradients():
 
 
 def test_lands_inside_marks_the_pixels_whose_motion_stays_in_the_frame():
-    flows = torch.zeros(1, 1, 2, 4, 6)
-    flows[:, :, 0] = 2.0  # 2 px right: the last two columns leave the frame
+    flows = torch.zeros(1, 2, 4, 6)
+    flows[:, 0] = 2.0  # 2 px right: the last two columns leave the frame
     inside = lands_inside(flows)
-    assert inside.shape == (1, 1, 1, 4, 6)
+    assert inside.shape == (1, 1, 4, 6)
     assert inside[..., :4].all() and not inside[..., 4:].any()
 
 
@@ -339,7 +340,8 @@ def test_teacher_trusts_where_the_ensemble_agrees_and_the_student_is_scored_ther
     loose = teacher_targets(net, frames, "vertical", max_spread=1e6)
     strict = teacher_targets(net, frames, "vertical", max_spread=1e-6)
     assert not loose.flows.requires_grad and loose.flows.dtype == torch.float32
-    assert torch.equal(loose.trusted, lands_inside(loose.flows))  # every estimate "agrees"
+    inside = lands_inside(loose.flows.flatten(0, 1)).unflatten(0, loose.flows.shape[:2])
+    assert torch.equal(loose.trusted, inside)  # every estimate "agrees"
     assert strict.trusted.sum() < loose.trusted.sum()  # the untrained ensemble disagrees somewhere
     output = net(frames)
     same = dataclasses.replace(loose, flows=output.flows.detach().float())

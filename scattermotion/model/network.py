@@ -131,9 +131,8 @@ class MotionNet(nn.Module):
             confidence = (confidence[:batch] + confidence[batch:].flip(dims)) / 2
         flows = torch.stack(estimates).mean(0)
         spread = None
-        if with_spread:  # (u² + v²) by hand: a vector norm over the size-2 dim took 21 ms at 224×224 here
-            offsets = [e - flows for e in estimates]
-            spread = torch.stack([(d[:, :, :1] ** 2 + d[:, :, 1:] ** 2).sqrt() for d in offsets]).amax(0)
+        if with_spread:
+            spread = torch.stack([motion_length(e - flows) for e in estimates]).amax(0)
         return MotionOutput(
             flows=flows,
             confidence=confidence,
@@ -213,6 +212,12 @@ class MotionNet(nn.Module):
             level_logits=[split(x)[0] for x in level_logits],
             level_centres=[split(x)[0] for x in centres],
         )
+
+
+def motion_length(flows: torch.Tensor) -> torch.Tensor:
+    """``B×P×2×H×W`` → ``B×P×1×H×W``: each pixel's √(u² + v²). By hand: a vector norm over the size-2 axis
+    took 21 ms at 224×224 on this CPU."""
+    return (flows[:, :, :1] ** 2 + flows[:, :, 1:] ** 2).sqrt()
 
 
 def landed_backward(flows: torch.Tensor, backward_flows: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from scattermotion.model.network import MotionNet
+from scattermotion.model.network import MotionNet, motion_length
+from scattermotion.warp import lands_inside
 
 RELATIVE_SPREAD = 0.05  # trusted spread grows with the motion: 5 % of it, like the forward-backward test
 
@@ -26,19 +27,11 @@ class TeacherTargets:
     trusted: torch.Tensor  # B×(T−1)×1×H×W bool: the estimates agree and the motion lands inside the frame
 
 
-def lands_inside(flows: torch.Tensor) -> torch.Tensor:
-    """``B×P×1×H×W`` bool: the pixel moved by ``flows`` (B×P×2×H×W) is still inside the frame."""
-    height, width = flows.shape[-2:]
-    xs = torch.arange(width, device=flows.device, dtype=flows.dtype)
-    ys = torch.arange(height, device=flows.device, dtype=flows.dtype).unsqueeze(1)
-    x, y = xs + flows[:, :, 0], ys + flows[:, :, 1]
-    return ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).unsqueeze(2)
-
-
 @torch.no_grad()
 def teacher_targets(net: MotionNet, frames: torch.Tensor, mirror: str, max_spread: float) -> TeacherTargets:
     """The ensemble motion of ``frames`` (B×T×3×H×W, clean) and where to trust it."""
     fused = net.fused_motion(frames, mirror=mirror, backward=True, with_spread=True)
     flows = fused.flows.float()
-    agree = fused.spread.float() <= max_spread + RELATIVE_SPREAD * flows.norm(dim=2, keepdim=True)
-    return TeacherTargets(flows, agree & lands_inside(flows))
+    agree = fused.spread.float() <= max_spread + RELATIVE_SPREAD * motion_length(flows)
+    inside = lands_inside(flows.flatten(0, 1)).unflatten(0, flows.shape[:2])
+    return TeacherTargets(flows, agree & inside)
