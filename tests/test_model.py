@@ -490,3 +490,24 @@ def test_non_float_and_non_finite_weights_are_rejected(tmp_path, tiny_net: Motio
         save_file({**tensors, name: tensor}, str(path), metadata=metadata)
         with pytest.raises(InputError, match=f"{label}.safetensors: .*{problem}.*{name}"):
             load_weights(path)
+
+
+def test_refine_iterations_per_level_runs_each_level_its_own_number_of_passes(tmp_path, tiny_net: MotionNet):
+    path = save_weights(tiny_net, tmp_path / "m.safetensors")
+    levels = len(tiny_net.config.decoder_strides) - 1
+    uniform, _ = grow_weights(path, {"refine_iterations": 2})
+    per_level, fresh = grow_weights(path, {"refine_iterations": [2] * levels})
+    coarse_only, _ = grow_weights(path, {"refine_iterations": [3] + [2] * (levels - 1)})
+    assert not fresh and per_level.config.refine_iterations == (2,) * levels
+    assert MotionConfig.from_json(per_level.config.to_json()) == per_level.config
+    frames = torch.rand(1, 2, 3, 32, 32)
+    for net in (uniform, per_level, coarse_only):
+        net.eval()
+    with torch.inference_mode():
+        two, listed, more = uniform(frames), per_level(frames), coarse_only(frames)
+    torch.testing.assert_close(listed.flows, two.flows)  # a list of equal counts is the single number
+    assert not torch.allclose(more.coarse_flows[1], two.coarse_flows[1])  # the extra pass ran where asked
+    with pytest.raises(ValueError, match="one entry per refinement level"):
+        MotionConfig.small(refine_iterations=[2] * (levels + 1))
+    with pytest.raises(ValueError, match=">= 1"):
+        MotionConfig.small(refine_iterations=[0] + [1] * (levels - 1))

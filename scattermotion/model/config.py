@@ -3,7 +3,7 @@
 The pyramid has four levels at strides 2, 4, 8 and 16. Cues are decoded at stride 16 over a ``cue_window``²
 displacement window (radius ``cue_window // 2`` cells, i.e. ±64 px at full resolution for 9), refined at
 every pyramid level down to ``output_stride`` in a ``refine_window``² window around the upsampled motion
-(``refine_iterations`` times per level),
+(``refine_iterations`` times per level, or its own number of times per level),
 and the motion at ``output_stride`` is brought to full resolution by context-guided upsampling (CGU) or
 bilinear interpolation.
 """
@@ -31,7 +31,9 @@ class MotionConfig:
     refine_window: int = 5  # candidate window of the residual cues at finer levels (odd): ±2 px per level
     # Passes of each refinement level (its weights shared): pass n re-warps with the motion of pass n-1 and
     # corrects it again, RAFT's iterative refinement within one level. 1 = the single pass of stages 1-8.
-    refine_iterations: int = 1
+    # One number for every level, or one per refinement level, coarsest first (strides 8, 4 at output stride
+    # 4): a pass at stride 8 costs a quarter of one at stride 4, so extra passes are cheapest there.
+    refine_iterations: int | tuple[int, ...] = 1
     output_stride: int = 4  # finest decoded level; CGU upsamples from here to full resolution
     cue_hidden: int = 48  # hidden channels of the coarse cue decoder
     refine_hidden: int = 32  # hidden channels of the refinement decoders
@@ -59,10 +61,19 @@ class MotionConfig:
             raise ValueError("cue_window must be odd and >= 3")
         if self.refine_window < 1 or self.refine_window % 2 == 0:
             raise ValueError("refine_window must be odd")
-        if self.refine_iterations < 1:
-            raise ValueError("refine_iterations must be >= 1")
         if self.output_stride not in PYRAMID_STRIDES[:-1]:
             raise ValueError(f"output_stride must be one of {PYRAMID_STRIDES[:-1]}")
+        if isinstance(self.refine_iterations, (list, tuple)):
+            self.refine_iterations = tuple(int(n) for n in self.refine_iterations)
+            if len(self.refine_iterations) != len(self.decoder_strides) - 1:
+                raise ValueError(
+                    f"refine_iterations needs one entry per refinement level (strides "
+                    f"{list(self.decoder_strides[1:])}), got {list(self.refine_iterations)}"
+                )
+        else:
+            self.refine_iterations = int(self.refine_iterations)
+        if any(self.passes(s) < 1 for s in self.decoder_strides[1:]):
+            raise ValueError("refine_iterations must be >= 1")
         if self.test_time_mirror not in MIRROR_AXES:
             raise ValueError(f"test_time_mirror must be one of {sorted(MIRROR_AXES)}")
         if self.upsample not in UPSAMPLE_MODES:
@@ -82,6 +93,12 @@ class MotionConfig:
         """Strides of the decoder levels, coarsest first (stride 16, then each refinement level)."""
         return tuple(s for s in reversed(PYRAMID_STRIDES) if s >= self.output_stride)
 
+    def passes(self, stride: int) -> int:
+        """Refinement passes of the decoder level at ``stride``."""
+        if isinstance(self.refine_iterations, tuple):
+            return self.refine_iterations[self.decoder_strides.index(stride) - 1]
+        return self.refine_iterations
+
     def channels_at(self, stride: int) -> int:
         return self.channels[PYRAMID_STRIDES.index(stride)]
 
@@ -90,6 +107,8 @@ class MotionConfig:
         out = dataclasses.asdict(self)
         out["channels"] = list(self.channels)
         out["temporal_strides"] = list(self.temporal_strides)
+        if isinstance(self.refine_iterations, tuple):
+            out["refine_iterations"] = list(self.refine_iterations)
         return out
 
     @classmethod

@@ -168,7 +168,7 @@ class MotionNet(nn.Module):
         for stride in config.decoder_strides[1:]:
             level = pyramid[stride]
             motion = upsample_bilinear(motion, 2)
-            for _ in range(config.refine_iterations):
+            for _ in range(config.passes(stride)):
                 centre = motion
                 warped, _ = backward_warp(tgt(level.match), motion)
                 corr = local_correlation(ref(level.match), warped, config.refine_window // 2, normalize=True)
