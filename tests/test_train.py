@@ -216,17 +216,17 @@ def test_a_fine_tuned_run_keeps_the_history_of_its_start_weights(uninterrupted, 
     # --set: inference-only fields change the stored config, never the tensors; anything else is refused.
     package = [sys.executable, str(REPO / "scripts" / "package_default_model.py"), str(run_dir)]
     fused = tmp_path / "fused.safetensors"
-    settings = ["--set", "test_time_backward=true", "--set", "refine_iterations=2"]
+    settings = ["--set", "test_time_backward=true", "--set", "refine_iterations=[3, 2]"]
     done = subprocess.run([*package, "--out", str(fused), *settings], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     plain, changed = load_weights(out), load_weights(fused)
-    assert (changed.config.test_time_backward, changed.config.refine_iterations) == (True, 2)
+    assert (changed.config.test_time_backward, changed.config.refine_iterations) == (True, (3, 2))
     assert not plain.config.test_time_backward
     for name, tensor in plain.state_dict().items():
         assert torch.equal(changed.state_dict()[name], tensor)
     assert json.loads(fused.with_suffix(".json").read_text())["inference_settings"] == {
         "test_time_backward": True,
-        "refine_iterations": 2,
+        "refine_iterations": [3, 2],
     }
     refused = subprocess.run(
         [*package, "--out", str(fused), "--set", "channels=[8,8,8,8]"], capture_output=True, text=True
