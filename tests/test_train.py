@@ -61,6 +61,9 @@ def test_shipped_configs_load_and_bad_configs_name_the_file(tmp_path):
     default = load_config(REPO / "configs" / "default.yaml")
     assert default.model == "small" and default.motion_config().clip_len == default.clip_len
     assert load_config(TINY).crop_size == (64, 64)
+    for path in sorted((REPO / "configs").glob("*.yaml")):  # every shipped recipe, its model overrides too
+        load_config(path).motion_config()
+    assert load_config(REPO / "configs" / "coarse_passes_6.yaml").motion_config().refine_iterations == (6, 2)
     bad = tmp_path / "bad.yaml"
     bad.write_text("batch_sise: 4\n")
     with pytest.raises(InputError, match="batch_sise") as err:
