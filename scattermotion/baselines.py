@@ -69,8 +69,9 @@ def _dis(preset: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return calc
 
 
-REFINE_SCALES = (0.5, 1.0)  # coarse to fine, as DIS refines at every level of its pyramid
-REFINE_ROUNDS = 3  # OpenCV VariationalRefinement calls per scale (each: 5 fixed-point x 5 SOR iterations)
+# (scale, OpenCV VariationalRefinement calls at it), coarse to fine as DIS refines at every level of its
+# pyramid; each call is 5 fixed-point x 5 SOR iterations (OpenCV's defaults).
+REFINE_PLAN: tuple[tuple[float, int], ...] = ((0.5, 3), (1.0, 3))
 REFINE_MIN_SIDE = 16  # scales that would shrink the frames below this are skipped
 
 
@@ -78,25 +79,31 @@ def refine_flow(
     frame1: np.ndarray,
     frame2: np.ndarray,
     flow: np.ndarray,
-    scales: Sequence[float] = REFINE_SCALES,
-    rounds: int = REFINE_ROUNDS,
+    plan: Sequence[tuple[float, int]] = REFINE_PLAN,
 ) -> np.ndarray:
     """``flow`` (H×W×2, frame1 → frame2) refined by OpenCV's variational refinement (the last stage of DIS:
     grey-level and gradient constancy with a smoothness term, solved by SOR; default settings), started from
-    it and run coarse to fine over ``scales`` of the frames, ``rounds`` calls at each.
+    it and run coarse to fine: for each ``(scale, calls)`` of ``plan``, ``calls`` refinements of the motion
+    on the frames resized by ``scale``.
 
     Why these scales: SOR moves the motion only a pixel or so per call, so at full size alone it left much of
     the network's error; a coarser start spreads the correction further but its smoothness erases small
-    objects. Measured on validation data only (24 footage validation pairs, their seed; packaged model),
+    objects. Measured on validation data only (24 footage validation pairs, their seed; the model of then),
     EPE / EPE on the small independent objects, px: network 0.75 / 0.66; full size 0.54 / 0.48; 1/2 then
     full 0.40 / 0.57; 1/4, 1/2, full 0.33 / 0.95 (objects worse than the network's); DIS 0.33 / 0.48.
-    1/2 then full improves both on the network at about the cost of one more network pass."""
+    Why 3 calls at each: fewer calls at full size lose little, but not enough time is saved to matter. On
+    the stage-14 model (32 footage validation pairs / 8 synthetic validation clips, EPE px): network 0.555 /
+    4.82; 3 + 3 calls 0.343 / 4.34; 3 + 1 0.348 / 4.39; 2 + 1 0.359 / 4.44; 1 + 1 0.384 / 4.51; full size
+    once 0.477 / 4.66. At 224x224 on 2 threads 3 + 1 takes 9.9 ms a pair against 15.4 for 3 + 3 (one run),
+    which leaves ``ours-refined`` below 30 pairs/s either way, so the more accurate plan stays."""
+    if not plan or plan[-1][0] != 1.0:
+        raise ValueError(f"a refinement plan must end at scale 1.0 (full size), got {list(plan)}")
     gray1, gray2 = _to_gray(frame1, 0), _to_gray(frame2, 1)
     check_same_size(gray2, gray1, 1)
     height, width = gray1.shape
     refiner = cv2.VariationalRefinement_create()
     motion: np.ndarray | None = None
-    for scale in scales:
+    for scale, calls in plan:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))  # cv2 order: (W, H)
         if min(size) < REFINE_MIN_SIDE and scale < 1.0:
             continue
@@ -112,7 +119,7 @@ def refine_flow(
             source = cv2.resize(source, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
             source = source * ratio
         motion = np.ascontiguousarray(source, dtype=np.float32).copy()
-        for _ in range(rounds):
+        for _ in range(calls):
             motion = refiner.calc(first, second, motion)
     return motion
 
