@@ -91,6 +91,8 @@ class TrainConfig:
     distill_weight: float = 0.0
     distill_mirror: str = "vertical"
     distill_max_spread: float = 0.5
+    # True: the ensemble's motion is refined on the clean clip (baselines.refine_flow) before it is taught.
+    distill_refine: bool = False
     cache_mb: int = 2048  # decoded-video cache per data process
     num_workers: int = 2
     # optimisation

@@ -131,7 +131,9 @@ def train_step(
         if bool(real.any()):
             net = model.module if hasattr(model, "module") else model  # the teacher runs outside DDP
             with autocast(precision, ctx.device):
-                teacher = teacher_targets(net, frames[real], config.distill_mirror, config.distill_max_spread)
+                teacher = teacher_targets(
+                    net, frames[real], config.distill_mirror, config.distill_max_spread, config.distill_refine
+                )
     with autocast(precision, ctx.device):
         output = model(shown, bidirectional=bidirectional)
     loss, terms = training_objective(
