@@ -16,19 +16,18 @@ with more passes or test-time averaging; the card records what was set.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scattermotion.errors import InputError  # noqa: E402
-from scattermotion.model import MotionNet, load_weights, save_weights  # noqa: E402
+from scattermotion.model import load_weights, save_weights  # noqa: E402
+from scattermotion.model.settings import INFERENCE_FIELDS, parse_settings, with_settings  # noqa: E402
 from scattermotion.model.weights import training_record  # noqa: E402
 from scattermotion.training import (  # noqa: E402
     CONFIG_FILE,
@@ -71,35 +70,6 @@ def earlier_stage(run_dir: Path, init_weights: str | None) -> dict | None:
     if not init_weights:
         return None
     return init_record(run_dir) or training_record(init_weights)
-
-
-INFERENCE_FIELDS = (
-    "refine_iterations",
-    "test_time_backward",
-    "test_time_mirror",
-)  # no tensor depends on them
-
-
-def parse_settings(items: list[str]) -> dict[str, object]:
-    """``["refine_iterations=3", "test_time_backward=true"]`` → typed values (YAML scalars)."""
-    settings = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in INFERENCE_FIELDS:
-            raise InputError(None, f"--set {item!r}: expected KEY=VALUE with KEY one of {INFERENCE_FIELDS}")
-        settings[key] = yaml.safe_load(value)
-    return settings
-
-
-def with_settings(model: MotionNet, settings: dict[str, object]) -> MotionNet:
-    """The same tensors in a network built with ``settings`` applied to its config."""
-    try:
-        config = dataclasses.replace(model.config, **settings)
-    except (ValueError, TypeError) as err:
-        raise InputError(None, f"--set: {err}") from None
-    changed = MotionNet(config)
-    changed.load_state_dict(model.state_dict())  # inference fields add no tensors: a strict load
-    return changed.eval()
 
 
 def main() -> int:
