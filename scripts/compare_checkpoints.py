@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from scattermotion.errors import InputError  # noqa: E402
 from scattermotion.io.atomic import write_json_atomic  # noqa: E402
 from scattermotion.model import load_weights  # noqa: E402
-from scattermotion.model.settings import INFERENCE_FIELDS, parse_settings, with_settings  # noqa: E402
+from scattermotion.model.settings import add_settings_argument, parse_settings, with_settings  # noqa: E402
 from scattermotion.threads import set_threads  # noqa: E402
 from scattermotion.training import checkpoint_weights, latest_checkpoint, load_config  # noqa: E402
 from scattermotion.training.validation import Validator  # noqa: E402
@@ -78,14 +78,7 @@ def to_markdown(rows: list[dict], sets: list[str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+")
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"inference-only field applied to every checkpoint, one of {INFERENCE_FIELDS}",
-    )
+    add_settings_argument(parser, "every checkpoint scored")
     parser.add_argument(
         "--config", type=Path, default=DEFAULT_CONFIG, help="training config whose validation settings to use"
     )

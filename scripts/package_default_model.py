@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from scattermotion.errors import InputError  # noqa: E402
 from scattermotion.model import load_weights, save_weights  # noqa: E402
-from scattermotion.model.settings import INFERENCE_FIELDS, parse_settings, with_settings  # noqa: E402
+from scattermotion.model.settings import add_settings_argument, parse_settings, with_settings  # noqa: E402
 from scattermotion.model.weights import training_record  # noqa: E402
 from scattermotion.training import (  # noqa: E402
     CONFIG_FILE,
@@ -78,14 +78,7 @@ def main() -> int:
     parser.add_argument("--step", type=int, default=None)
     default_out = ROOT / "scattermotion" / "weights" / "default.safetensors"
     parser.add_argument("--out", type=Path, default=default_out)
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"inference-only config field of the packaged model, one of {INFERENCE_FIELDS} (repeatable)",
-    )
+    add_settings_argument(parser, "the packaged model")
     args = parser.parse_args()
     try:
         step = args.step if args.step is not None else latest_checkpoint(args.run_dir)

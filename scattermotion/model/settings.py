@@ -3,6 +3,7 @@ run with more refinement passes or test-time averaging. Used by packaging and ch
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import yaml
@@ -11,6 +12,18 @@ from scattermotion.errors import InputError
 from scattermotion.model.network import MotionNet
 
 INFERENCE_FIELDS = ("refine_iterations", "test_time_backward", "test_time_mirror")
+
+
+def add_settings_argument(parser: argparse.ArgumentParser, applies_to: str) -> None:
+    """The repeatable ``--set KEY=VALUE`` option (parsed into ``args.settings``; read with parse_settings)."""
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"inference-only config field of {applies_to}, one of {INFERENCE_FIELDS} (repeatable)",
+    )
 
 
 def parse_settings(items: list[str]) -> dict[str, object]:
