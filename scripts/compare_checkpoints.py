@@ -54,11 +54,12 @@ def resolve_checkpoint(spec: str) -> Path:
     return weights
 
 
-def compare(specs: list[str], settings: dict[str, object], validator: Validator) -> list[dict]:
-    """One row per checkpoint: its weights file and the validation EPE of every set."""
+def compare(
+    checkpoints: list[tuple[str, Path]], settings: dict[str, object], validator: Validator
+) -> list[dict]:
+    """One row per (argument, weights file), in order: the validation EPE of every set."""
     rows = []
-    for spec in specs:
-        weights = resolve_checkpoint(spec)
+    for spec, weights in checkpoints:
         model = with_settings(load_weights(weights), settings)
         metrics, _ = validator(model, torch.device("cpu"))
         rows.append({"checkpoint": spec, "weights": str(weights), **metrics})
@@ -89,13 +90,15 @@ def main() -> int:
     try:
         set_threads(args.threads)
         settings = parse_settings(args.settings)
+        # Every argument checked before the minutes of scoring start, so a typo in the last one fails at once.
+        checkpoints = [(spec, resolve_checkpoint(spec)) for spec in args.checkpoints]
         if args.footage_pairs < 1:
             raise InputError(None, f"--footage-pairs must be >= 1, got {args.footage_pairs}")
         config = dataclasses.replace(
             load_config(args.config), val_footage_pairs=args.footage_pairs, val_real_clips=0
         )
         validator = Validator(config)
-        rows = compare(args.checkpoints, settings, validator)
+        rows = compare(checkpoints, settings, validator)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
