@@ -13,7 +13,13 @@ from tiny_models import tiny_config
 from scattermotion.errors import InputError
 from scattermotion.losses import LossConfig, self_supervised_loss
 from scattermotion.model import MotionConfig, MotionNet, build_motion_net, load_weights, save_weights
-from scattermotion.model.cues import CueDecoder, displacement_grid, local_correlation
+from scattermotion.model.cues import (
+    CueDecoder,
+    cosine_correlation,
+    displacement_grid,
+    local_correlation,
+    unit_channels,
+)
 from scattermotion.model.network import landed_backward
 from scattermotion.model.upsample import bilinear_logits, convex_upsample, upsample_bilinear
 from scattermotion.model.weights import grow_weights
@@ -145,6 +151,30 @@ def test_local_correlation_matches_direct_definition(size, radius):
         xs_t = slice(xs.start + dx, xs.stop + dx)
         expected[:, ys, xs] = (ref[:, :, ys, xs] * target[:, :, ys_t, xs_t]).sum(1) / 5
         torch.testing.assert_close(corr[:, index], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cosine_correlation_takes_a_normalised_reference():
+    torch.manual_seed(0)
+    ref, target = torch.randn(2, 6, 12, 10), torch.randn(2, 6, 12, 10) * 3
+    expected = local_correlation(ref, target, 2, normalize=True)
+    torch.testing.assert_close(cosine_correlation(unit_channels(ref), target, 2), expected)
+    assert expected.abs().max() <= 1 + 1e-5  # cosines
+
+
+def test_cue_decoder_context_response_is_the_same_convolution():
+    """A level's passes decode the same context: its share of the first convolution, computed once, gives
+    what the full convolution over [corr, context, motion] gives (zero padding included)."""
+    torch.manual_seed(0)
+    decoder = CueDecoder(in_channels=9 + 5 + 2, hidden=6, window=3)
+    corr, context, motion = torch.randn(2, 9, 5, 7), torch.randn(2, 5, 5, 7), torch.randn(2, 2, 5, 7)
+    full = decoder(corr, torch.cat((context, motion), 1))
+    shared = decoder(corr, motion, decoder.context_response(context))
+    for a, b in zip(full, shared, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # training runs this path too: the gradient reaches the context through the shared response
+    context.requires_grad_(True)
+    decoder(corr, motion, decoder.context_response(context))[2].sum().backward()
+    assert context.grad is not None and context.grad.abs().sum() > 0
 
 
 def test_cue_decoder_soft_argmax_and_confidence():

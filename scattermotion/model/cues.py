@@ -67,9 +67,20 @@ def local_correlation(
     ``(dx, dy) = (j − r, i − r)``. Displacements that leave the image correlate with zeros.
 
     ``normalize=False``: mean product over channels; ``True``: cosine similarity (features L2-normalised)."""
-    batch, channels, height, width = ref.shape
     if normalize:
-        ref, target = unit_channels(ref), unit_channels(target)
+        return cosine_correlation(unit_channels(ref), target, radius)
+    return _window_products(ref, target, radius) / ref.shape[1]
+
+
+def cosine_correlation(unit_ref: torch.Tensor, target: torch.Tensor, radius: int) -> torch.Tensor:
+    """``local_correlation(ref, target, radius, normalize=True)`` for ``unit_ref = unit_channels(ref)``: a
+    level's refinement passes correlate the same reference features, so they normalise them once."""
+    return _window_products(unit_ref, unit_channels(target), radius)
+
+
+def _window_products(ref: torch.Tensor, target: torch.Tensor, radius: int) -> torch.Tensor:
+    """Channel sums of ``ref · target`` shifted by every displacement of the window: ``B×k²×h×w``."""
+    batch, channels, height, width = ref.shape
     window = 2 * radius + 1
     # A trace (ONNX export) must not freeze a size-dependent choice: it takes the shifted-window branch.
     if not torch.jit.is_tracing() and height * width <= _ALL_PAIRS_CELLS_PER_CANDIDATE * window * window:
@@ -89,7 +100,7 @@ def local_correlation(
             ],
             dim=1,
         )
-    return corr if normalize else corr / channels
+    return corr
 
 
 def displacement_grid(window: int) -> torch.Tensor:
@@ -132,8 +143,29 @@ class CueDecoder(nn.Module):
         self.match_temperature = nn.Parameter(torch.tensor(10.0))
         self.register_buffer("grid", displacement_grid(window), persistent=False)
 
-    def forward(self, corr: torch.Tensor, features: torch.Tensor):
-        hidden = self.body(torch.cat((corr, features), dim=1))
+    def context_response(self, context: torch.Tensor) -> torch.Tensor:
+        """The first convolution's response to ``context``, the input channels right after the k²
+        correlation ones, bias included. A level's passes decode the same context: computed once and passed
+        to :meth:`forward`, it spares every pass that part of the convolution (a convolution is linear in
+        its input channels and zero padding keeps it so: the same result up to rounding). The context is 32 of
+        the 59 input channels at stride 8, whose six passes now convolve it once."""
+        conv = self.body[0][0]
+        start = self.window * self.window
+        weight = conv.weight[:, start : start + context.shape[1]]
+        return F.conv2d(context, weight, conv.bias, padding=conv.padding)
+
+    def forward(self, corr: torch.Tensor, features: torch.Tensor, context: torch.Tensor | None = None):
+        """``context``: :meth:`context_response` of the context channels, which ``features`` then leaves
+        out (it holds only the channels after them)."""
+        if context is None:
+            hidden = self.body(torch.cat((corr, features), dim=1))
+        else:
+            conv, act = self.body[0]
+            start = corr.shape[1]
+            end = conv.in_channels - features.shape[1]  # the context's channels are [start, end)
+            weight = torch.cat((conv.weight[:, :start], conv.weight[:, end:]), dim=1)
+            first = F.conv2d(torch.cat((corr, features), dim=1), weight, None, padding=conv.padding)
+            hidden = self.body[1:](act(first + context))
         logits = self.logits(hidden) + self.match_temperature * corr
         # The distribution and its expectation in fp32 even under bf16 autocast: bf16 would round the motion.
         with full_precision(logits.device.type):

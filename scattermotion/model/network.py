@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from scattermotion.model.config import MIRROR_AXES, MotionConfig
-from scattermotion.model.cues import CueDecoder, local_correlation
+from scattermotion.model.cues import CueDecoder, cosine_correlation, local_correlation, unit_channels
 from scattermotion.model.encoder import ClipEncoder
 from scattermotion.model.upsample import (
     MOTION_INPUT_SCALE,
@@ -166,14 +166,18 @@ class MotionNet(nn.Module):
         cue_logits, cue_probs, motion, confidence, hidden = self.cue_decoder(corr, ref(coarse.context))
         levels, level_logits, centres = [motion], [cue_logits], [torch.zeros_like(motion)]
         for stride in config.decoder_strides[1:]:
-            level = pyramid[stride]
+            level, refiner = pyramid[stride], self.refiners[str(stride)]
             motion = upsample_bilinear(motion, 2)
+            # What every pass of the level shares, computed once: the pairs' features, the reference's
+            # normalised for correlation, and the context's share of the decoder's first convolution
+            # (default model, 224x224, 2 threads, one run: 28.0-30.8 -> 32.4 pairs/s; motion within 1e-4 px).
+            unit_ref, target = unit_channels(ref(level.match)), tgt(level.match)
+            context = refiner.context_response(ref(level.context))
             for _ in range(config.passes(stride)):
                 centre = motion
-                warped, _ = backward_warp(tgt(level.match), motion)
-                corr = local_correlation(ref(level.match), warped, config.refine_window // 2, normalize=True)
-                features = torch.cat((ref(level.context), motion / MOTION_INPUT_SCALE), dim=1)
-                logits, _, residual, _, hidden = self.refiners[str(stride)](corr, features)
+                warped, _ = backward_warp(target, motion)
+                corr = cosine_correlation(unit_ref, warped, config.refine_window // 2)
+                logits, _, residual, _, hidden = refiner(corr, motion / MOTION_INPUT_SCALE, context)
                 motion = motion + residual
             # The level's last pass is what its losses see (its cues are centred on the pass before).
             centres.append(centre)
