@@ -394,15 +394,22 @@ def test_test_time_backward_averages_the_forward_motion_with_the_landed_backward
         fused[..., 1, :, :], torch.tensor(2.0)
     )
     assert torch.allclose(fused[..., 0, :, 8:14], torch.tensor(3.0))
-    net = build_motion_net(dataclasses.replace(tiny_net.config, test_time_backward=True))
-    net.load_state_dict(tiny_net.state_dict())
-    net.eval(), tiny_net.eval()
-    frames = torch.rand(1, 3, 3, 32, 32)
+    # The network fuses the two at its output stride, before upsampling (one upsampling pass instead of
+    # two). With bilinear upsampling the fused full-resolution motion is exactly the upsampled fusion.
+    torch.manual_seed(0)
+    net = build_motion_net(dataclasses.replace(tiny_net.config, test_time_backward=True, upsample="bilinear"))
+    net.eval()
+    frames = torch.rand(2, 3, 3, 32, 32)
     with torch.inference_mode():
-        both = tiny_net(frames, bidirectional=True)
-        second = -landed_backward(both.flows, both.backward_flows)
-        torch.testing.assert_close(net(frames).flows, (both.flows + second) / 2)
-        assert net(frames, bidirectional=True).backward_flows is not None  # asked for: no fusion
+        both = net(frames, bidirectional=True)  # asked for: both directions, no fusion
+        assert both.backward_flows is not None
+        coarse, coarse_back = both.coarse_flows[-1], both.backward_coarse_flows[-1]
+        expected = (coarse - landed_backward(coarse, coarse_back)) / 2
+        stride = net.config.output_stride
+        expected = upsample_bilinear(expected.flatten(0, 1), stride).unflatten(0, expected.shape[:2])
+        fused = net(frames)
+        torch.testing.assert_close(fused.flows, expected)
+        assert fused.backward_flows is None and not torch.allclose(fused.flows, both.flows)
 
 
 def test_fused_motion_spread_is_each_pixels_largest_distance_from_the_mean(tiny_net: MotionNet):

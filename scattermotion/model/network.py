@@ -117,7 +117,8 @@ class MotionNet(nn.Module):
         Motion and confidence are fused; the cues and coarse levels are the plain clip's forward ones."""
         batch, dims = frames.shape[0], MIRROR_AXES[mirror]
         clips = torch.cat((frames, frames.flip(dims))) if dims else frames
-        out = self._decode(clips, backward)
+        # The spread needs each estimate at full resolution; the motion alone is fused before upsampling.
+        out = self._decode(clips, backward, fuse_backward=backward and not with_spread)
         estimates = [out.flows]
         if out.backward_flows is not None:
             estimates.append(-landed_backward(out.flows, out.backward_flows))
@@ -145,7 +146,9 @@ class MotionNet(nn.Module):
             spread=spread,
         )
 
-    def _decode(self, frames: torch.Tensor, bidirectional: bool) -> MotionOutput:
+    def _decode(self, frames: torch.Tensor, bidirectional: bool, fuse_backward: bool = False) -> MotionOutput:
+        """``fuse_backward`` (with ``bidirectional``): ``flows`` are the forward motion averaged with the
+        backward one landed on it, at the output stride before upsampling; no ``backward_flows``."""
         batch, length = frames.shape[:2]
         pairs = length - 1
         pyramid = self.encoder((frames - 0.5) * 2.0)
@@ -186,8 +189,22 @@ class MotionNet(nn.Module):
 
         out_stride = config.output_stride
         confidence = upsample_bilinear(confidence, self.stride // out_stride, scale_values=False)
+        out_context = ref(pyramid[out_stride].context)
+        if fuse_backward:
+            # Averaged at the output stride, not after upsampling both directions: one CGU pass (the forward
+            # pairs') instead of two, the landing warp on 1/16 of the pixels, and footage validation no worse
+            # (32 pairs, stage 22: 0.4648 -> 0.4628; with [8, 2] passes 0.4566 -> 0.4544).
+            def forward_half(x: torch.Tensor) -> torch.Tensor:
+                return x.unflatten(0, (batch, 2 * pairs))[:, :pairs].flatten(0, 1)
+
+            def backward_half(x: torch.Tensor) -> torch.Tensor:
+                return x.unflatten(0, (batch, 2 * pairs))[:, pairs:].flatten(0, 1)
+
+            landed, _ = backward_warp(backward_half(motion), forward_half(motion))
+            motion = (forward_half(motion) - landed) / 2
+            hidden, confidence, out_context = map(forward_half, (hidden, confidence, out_context))
         if self.upsampler is not None:
-            context = torch.cat((ref(pyramid[out_stride].context), hidden), dim=1)
+            context = torch.cat((out_context, hidden), dim=1)
             logits = self.upsampler(motion, context)
             # One pass for motion and confidence: same weights; only the motion is scaled (by the stride).
             both = convex_upsample(torch.cat((motion * out_stride, confidence), 1), logits, out_stride, False)
@@ -200,8 +217,12 @@ class MotionNet(nn.Module):
             x = x.unflatten(0, (batch, len(ref_idx)))
             return x[:, :pairs], (x[:, pairs:] if bidirectional else None)
 
-        flows, backward_flows = split(flow)
-        conf_fwd, conf_bwd = split(confidence)
+        if fuse_backward:
+            flows, backward_flows = flow.unflatten(0, (batch, pairs)), None
+            conf_fwd, conf_bwd = confidence.unflatten(0, (batch, pairs)), None
+        else:
+            flows, backward_flows = split(flow)
+            conf_fwd, conf_bwd = split(confidence)
         level_splits = [split(m) for m in levels]
         return MotionOutput(
             flows=flows,
@@ -212,7 +233,7 @@ class MotionNet(nn.Module):
             cue_probs=split(cue_probs)[0],
             backward_flows=backward_flows,
             backward_confidence=conf_bwd,
-            backward_coarse_flows=[bwd for _, bwd in level_splits] if bidirectional else None,
+            backward_coarse_flows=[bwd for _, bwd in level_splits] if backward_flows is not None else None,
             level_logits=[split(x)[0] for x in level_logits],
             level_centres=[split(x)[0] for x in centres],
         )
