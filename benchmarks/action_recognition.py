@@ -1,16 +1,16 @@
 """Downstream benchmark: the same TSN classifier trained and tested on each motion source, in one run.
 
-Builds (or finds) the generated real-footage motion benchmark (``scattermotion action make-bench``), then for
-every motion source (ours, TV-L1, DIS, RGB difference) extracts the motion of every clip once, timing the
-extraction per clip (frames already decoded; same threads for every method), trains the default compact
-TSN with 3 seeds and tests it; does the same for the RGB stream, and fuses each motion stream with the RGB
-stream (late fusion, motion weight 1.5). Prints a Markdown table: accuracy mean ± std over the seeds,
+Builds (or finds) the generated real-footage motion benchmark (``scattermotion action make-bench``), then
+for every motion source (ours, ours-refined, TV-L1, DIS, RGB difference) extracts the motion of every clip
+once, timing the extraction per clip (frames already decoded; same threads for every method), trains the
+default compact TSN with 3 seeds and tests it; does the same for the RGB stream, and fuses each motion
+stream with the RGB stream (late fusion, motion weight 1.5). Prints a Markdown table: accuracy mean ± std over the seeds,
 extraction ms per clip and the ratio to TV-L1's time; writes ``benchmarks/results/action.json`` and
 ``action.md`` (atomically).
 
     python benchmarks/action_recognition.py [--weights W] [--seeds 0,1,2] [--epochs 20]
-        [--per-class 20 --test-per-class 10] [--sources ours,tvl1,dis,rgbdiff] [--threads N]
-        [--ours-min-side 224]
+        [--per-class 20 --test-per-class 10] [--sources ours,ours-refined,tvl1,dis,rgbdiff]
+        [--threads N] [--ours-min-side 224]
 
 ``ours`` needs ``--weights`` or the packaged default model; without either the script stops with a message.
 ``--random-ours`` (pipeline check only) uses an untrained network instead and never writes the default
@@ -42,11 +42,11 @@ from scattermotion.action.sources import make_source, parse_source
 from scattermotion.data.video import open_video
 from scattermotion.estimator import DEFAULT_WEIGHTS
 from scattermotion.io.atomic import write_bytes_atomic, write_json_atomic
-from scattermotion.methods import MOTION_SOURCES, method_label
+from scattermotion.methods import MOTION_SOURCES, method_label, uses_network
 from scattermotion.threads import set_threads
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_SOURCES = ("ours", "tvl1", "dis", "rgbdiff")
+DEFAULT_SOURCES = ("ours", "ours-refined", "tvl1", "dis", "rgbdiff")
 
 
 def say(text: str) -> None:
@@ -59,19 +59,20 @@ def default_bench_dir(settings: BenchSettings) -> Path:
     return base / f"motionbench-v{BENCH_VERSION}-{tag}-{settings.width}x{settings.height}"
 
 
-def ours_weights(args: argparse.Namespace, scratch: Path) -> tuple[str | None, str]:
-    """The weights for ours and the label of its rows; exits with a message when a weights file is missing."""
+def ours_weights(args: argparse.Namespace, scratch: Path, method: str = "ours") -> tuple[str | None, str]:
+    """The weights for ``method`` (ours, refined or not) and the label of its rows; exits with a message when
+    a weights file is missing."""
     if args.random_ours:
         from scattermotion.model import build_motion_net, save_weights
 
         torch.manual_seed(0)
         path = scratch / "random_small.safetensors"
         save_weights(build_motion_net("small"), path)
-        return str(path), "ours (RANDOM weights: pipeline check only)"
+        return str(path), f"{method} (RANDOM weights: pipeline check only)"
     if args.weights and not Path(args.weights).is_file():
         sys.exit(f"error: {args.weights}: weights file not found")
     weights = Path(args.weights).resolve() if args.weights else DEFAULT_WEIGHTS
-    return str(weights), method_label("ours", args.weights)
+    return str(weights), method_label(method, args.weights)
 
 
 def rgbdiff_ms_per_clip(records, short_side: int | None) -> float:
@@ -119,8 +120,9 @@ def run_in(args: argparse.Namespace, scratch: Path) -> dict:
     cache = Path(args.cache) if args.cache else scratch / "cache"
     streams = {}  # checked before any work: a missing model stops the run at once
     for name in [*sources, "rgb"]:
-        weights, label = ours_weights(args, scratch) if name == "ours" else (None, name)
-        min_side = args.ours_min_side if name == "ours" else None
+        # ours and ours-refined: the same network, weights and input scale
+        weights, label = ours_weights(args, scratch, name) if uses_network(name) else (None, name)
+        min_side = args.ours_min_side if uses_network(name) else None
         if min_side:
             label += f", frames scaled to short side {min_side}"
         spec = parse_source(name, weights=weights, bound=args.bound, device=args.device, min_side=min_side)
