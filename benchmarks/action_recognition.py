@@ -4,9 +4,9 @@ Builds (or finds) the generated real-footage motion benchmark (``scattermotion a
 for every motion source (ours, ours-refined, TV-L1, DIS, RGB difference) extracts the motion of every clip
 once, timing the extraction per clip (frames already decoded; same threads for every method), trains the
 default compact TSN with 3 seeds and tests it; does the same for the RGB stream, and fuses each motion
-stream with the RGB stream (late fusion, motion weight 1.5). Prints a Markdown table: accuracy mean ± std over the seeds,
-extraction ms per clip and the ratio to TV-L1's time; writes ``benchmarks/results/action.json`` and
-``action.md`` (atomically).
+stream with the RGB stream (late fusion, motion weight 1.5). Prints a Markdown table: accuracy mean ± std
+over the seeds, extraction ms per clip and the ratio to TV-L1's time; writes
+``benchmarks/results/action.json`` and ``action.md`` (atomically).
 
     python benchmarks/action_recognition.py [--weights W] [--seeds 0,1,2] [--epochs 20]
         [--per-class 20 --test-per-class 10] [--sources ours,ours-refined,tvl1,dis,rgbdiff]
