@@ -70,11 +70,8 @@ def _dis(preset: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 
 
 # (scale, OpenCV VariationalRefinement calls at it), coarse to fine as DIS refines at every level of its
-# pyramid; each call is 5 fixed-point x 5 SOR iterations (OpenCV's defaults). ``ours-refined`` runs
-# REFINE_PLAN: one call at full size, which keeps it above 30 pairs/s at 224x224 on 2 threads (see
-# refine_flow); self-distillation's teacher, where accuracy matters more than time, the more accurate one.
-REFINE_PLAN: tuple[tuple[float, int], ...] = ((0.5, 3), (1.0, 1))
-TEACHER_REFINE_PLAN: tuple[tuple[float, int], ...] = ((0.5, 3), (1.0, 3))
+# pyramid; each call is 5 fixed-point x 5 SOR iterations (OpenCV's defaults).
+REFINE_PLAN: tuple[tuple[float, int], ...] = ((0.5, 3), (1.0, 3))
 REFINE_MIN_SIDE = 16  # scales that would shrink the frames below this are skipped
 
 
@@ -97,10 +94,8 @@ def refine_flow(
     Why 3 calls at each: fewer calls at full size lose little, but not enough time is saved to matter. On
     the stage-14 model (32 footage validation pairs / 8 synthetic validation clips, EPE px): network 0.555 /
     4.82; 3 + 3 calls 0.343 / 4.34; 3 + 1 0.348 / 4.39; 2 + 1 0.359 / 4.44; 1 + 1 0.384 / 4.51; full size
-    once 0.477 / 4.66. At 224x224 on 2 threads 3 + 1 takes 9.9 ms a pair against 15.4 for 3 + 3 (one run).
-    Stage 22, its network forward only (what ``ours-refined`` runs, see RefinedEstimator): 3 + 3 0.308 /
-    4.02, 3 + 1 0.313 / 4.06, 2 + 1 0.321 / 4.10 (DIS 0.328 / 5.47); 3 + 1 took 8.0 ms a pair against 13.7
-    for 3 + 3 (one run), the difference between above and below 30 pairs/s with the network's 20 ms."""
+    once 0.477 / 4.66. At 224x224 on 2 threads 3 + 1 takes 9.9 ms a pair against 15.4 for 3 + 3 (one run),
+    which leaves ``ours-refined`` below 30 pairs/s either way, so the more accurate plan stays."""
     if not plan or plan[-1][0] != 1.0:
         raise ValueError(f"a refinement plan must end at scale 1.0 (full size), got {list(plan)}")
     gray1, gray2 = _to_gray(frame1, 0), _to_gray(frame2, 1)

@@ -276,21 +276,12 @@ def _resize_motion(flows: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class RefinedEstimator(StreamingEstimator):
     """Our network, then OpenCV's variational refinement on each pair's motion
     (:func:`scattermotion.baselines.refine_flow`): the ``ours-refined`` method. Streams like the network
-    (the refinement needs only the pair a motion map belongs to).
-
-    The network runs forward only (``test_time_backward`` off, whatever its weights' settings): the
-    refinement does what the backward averaging did, in less time. Validation (32 footage pairs / 8
-    synthetic clips, EPE px, stage 22, refinement 3 + 1 calls) with the backward motion 0.306 / 3.81 at
-    20.9 pairs/s, forward only 0.313 / 4.06 at 30.1 (224x224, 2 threads, one run on a slow phase of the
-    machine, where the network alone with backward ran 28.3); DIS-medium 0.328 / 5.47.
-    Takes ``network`` over (its model replaced by the forward-only one)."""
+    (the refinement needs only the pair a motion map belongs to)."""
 
     def __init__(self, network: MotionEstimator):
         from scattermotion.methods import REFINED
-        from scattermotion.model.settings import with_settings
 
         self.name = REFINED
-        network.model = with_settings(network.model, {"test_time_backward": False}).to(network.device)
         self.network = network
         self.model = network.model  # what runs (the speed benchmark records its config)
         self.clip_len = network.clip_len

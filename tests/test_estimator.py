@@ -287,7 +287,7 @@ def test_refined_estimator_sharpens_the_network_motion_and_streams_like_a_clip()
     network = MotionEstimator.from_pretrained(None)
     refined = build_estimator(REFINED)
     assert isinstance(refined, RefinedEstimator) and refined.name == REFINED
-    first, second = _shifted_real_frames(3.0)  # measured: 0.76 px of error raw, 0.51 refined (3 + 1 calls)
+    first, second = _shifted_real_frames(3.0)  # measured: 0.90 px of error raw, 0.46 refined
     inner = 8  # away from the borders, where a shifted crop brings in new content
     truth = np.array([3.0, 0.0], dtype=np.float32)
 
@@ -296,24 +296,8 @@ def test_refined_estimator_sharpens_the_network_motion_and_streams_like_a_clip()
 
     raw, sharp = network.estimate(first, second), refined.estimate(first, second)
     assert sharp.shape == raw.shape and sharp.dtype == np.float32
-    assert error(sharp) < 0.75 * error(raw)
+    assert error(sharp) < 0.65 * error(raw)
     frames = _shifted_real_frames(1.0, count=5)
     clip = refined.estimate_clip(frames)
     assert np.array_equal(np.stack(list(refined.estimate_stream(iter(frames)))), clip)
     assert "variational refinement" in method_label(REFINED, "run/w.safetensors")
-
-
-def test_refined_estimator_runs_its_network_forward_only_and_leaves_the_weights_settings_elsewhere():
-    from scattermotion.baselines import refine_flow
-    from scattermotion.estimator import RefinedEstimator
-
-    network = MotionEstimator.from_pretrained(None)
-    assert network.model.config.test_time_backward  # the packaged model averages the backward motion
-    refined = RefinedEstimator(MotionEstimator.from_pretrained(None))
-    assert not refined.network.model.config.test_time_backward
-    first, second = _shifted_real_frames(2.0)
-    forward_only = MotionEstimator.from_pretrained(None)
-    forward_only.model.config.test_time_backward = False
-    expected = refine_flow(first, second, forward_only.estimate(first, second))
-    assert np.allclose(refined.estimate(first, second), expected, atol=1e-4)
-    assert not np.allclose(network.estimate(first, second), forward_only.estimate(first, second), atol=1e-3)

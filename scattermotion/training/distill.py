@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from scattermotion.baselines import TEACHER_REFINE_PLAN, refine_flow
+from scattermotion.baselines import refine_flow
 from scattermotion.model.network import MotionNet, motion_length
 from scattermotion.warp import lands_inside
 
@@ -57,5 +57,5 @@ def refined(frames: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
     out = np.empty_like(motion)
     for b in range(motion.shape[0]):
         for t in range(motion.shape[1]):
-            out[b, t] = refine_flow(images[b, t], images[b, t + 1], motion[b, t], TEACHER_REFINE_PLAN)
+            out[b, t] = refine_flow(images[b, t], images[b, t + 1], motion[b, t])
     return torch.from_numpy(out).permute(0, 1, 4, 2, 3).to(flows.device, flows.dtype)
