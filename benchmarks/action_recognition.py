@@ -1,8 +1,8 @@
 """Downstream benchmark: the same TSN classifier trained and tested on each motion source, in one run.
 
 Builds (or finds) the generated real-footage motion benchmark (``scattermotion action make-bench``), then
-for every motion source (ours, TV-L1, DIS, RGB difference; ours-refined on request) extracts the motion of every clip
-once, timing the extraction per clip (frames already decoded; same threads for every method), trains the
+for every motion source (ours, TV-L1, DIS, RGB difference; ours-refined on request) extracts the motion
+of every clip once, timing the extraction per clip (frames already decoded; same threads for every method), trains the
 default compact TSN with 3 seeds and tests it; does the same for the RGB stream, and fuses each motion
 stream with the RGB stream (late fusion, motion weight 1.5). Prints a Markdown table: accuracy mean ± std
 over the seeds, extraction ms per clip and the ratio to TV-L1's time; writes

@@ -95,10 +95,10 @@ def refine_flow(
     the stage-14 model (32 footage validation pairs / 8 synthetic validation clips, EPE px): network 0.555 /
     4.82; 3 + 3 calls 0.343 / 4.34; 3 + 1 0.348 / 4.39; 2 + 1 0.359 / 4.44; 1 + 1 0.384 / 4.51; full size
     once 0.477 / 4.66. At 224x224 on 2 threads 3 + 1 takes 9.9 ms a pair against 15.4 for 3 + 3 (one run),
-    which leaves ``ours-refined`` below 30 pairs/s either way, so the more accurate plan stays. Stage 22, tried
-    and reverted: its network forward only (no backward averaging) with 3 + 1 calls scored 0.313 / 4.06 on
-    validation (with the backward motion and 3 + 3: 0.301 / 3.76; DIS 0.328 / 5.47) but ran 28.1 pairs/s in
-    the ``model_speed`` run where ``ours`` ran 33.0: still below the floor, for a clear loss."""
+    which leaves ``ours-refined`` below 30 pairs/s either way, so the more accurate plan stays. Stage 22,
+    tried and reverted: its network forward only (no backward averaging) with 3 + 1 calls scored 0.313 /
+    4.06 on validation (with the backward motion and 3 + 3: 0.301 / 3.76; DIS 0.328 / 5.47) but ran 28.1
+    pairs/s in the ``model_speed`` run where ``ours`` ran 33.0: still below the floor, for a clear loss."""
     if not plan or plan[-1][0] != 1.0:
         raise ValueError(f"a refinement plan must end at scale 1.0 (full size), got {list(plan)}")
     gray1, gray2 = _to_gray(frame1, 0), _to_gray(frame2, 1)
