@@ -2,14 +2,14 @@
 
 Builds (or finds) the generated real-footage motion benchmark (``scattermotion action make-bench``), then
 for every motion source (ours, TV-L1, DIS, RGB difference; ours-refined on request) extracts the motion
-of every clip once, timing the extraction per clip (frames already decoded; same threads for every method), trains the
-default compact TSN with 3 seeds and tests it; does the same for the RGB stream, and fuses each motion
-stream with the RGB stream (late fusion, motion weight 1.5). Prints a Markdown table: accuracy mean ± std
-over the seeds, extraction ms per clip and the ratio to TV-L1's time; writes
+of every clip once, timing the extraction per clip (frames already decoded; same threads for every
+method), trains the default compact TSN with 3 seeds and tests it; does the same for the RGB stream, and
+fuses each motion stream with the RGB stream (late fusion, motion weight 1.5). Prints a Markdown table:
+accuracy mean ± std over the seeds, extraction ms per clip and the ratio to TV-L1's time; writes
 ``benchmarks/results/action.json`` and ``action.md`` (atomically).
 
     python benchmarks/action_recognition.py [--weights W] [--seeds 0,1,2] [--epochs 20]
-        [--per-class 20 --test-per-class 10] [--sources ours,ours-refined,tvl1,dis,rgbdiff]
+        [--per-class 20 --test-per-class 10] [--sources ours,tvl1,dis,rgbdiff]
         [--threads N] [--ours-min-side 224]
 
 ``ours`` needs ``--weights`` or the packaged default model; without either the script stops with a message.
