@@ -412,6 +412,37 @@ def test_test_time_backward_averages_the_forward_motion_with_the_landed_backward
         assert fused.backward_flows is None and not torch.allclose(fused.flows, both.flows)
 
 
+def test_backward_fusion_pass_fuses_inside_the_output_level_and_decodes_only_the_forward_pairs_after_it(
+    tiny_net: MotionNet,
+):
+    def decode(fusion_pass: int) -> tuple[torch.Tensor, list[int]]:
+        config = dataclasses.replace(
+            tiny_net.config, test_time_backward=True, refine_iterations=2, backward_fusion_pass=fusion_pass
+        )
+        net = MotionNet(config).eval()
+        net.load_state_dict(tiny_net.state_dict())
+        batches: list[int] = []  # the batch of every pass of the output level
+        refiner = net.refiners[str(config.output_stride)]
+        hook = refiner.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+        with torch.inference_mode():
+            out = net(frames)
+        hook.remove()
+        assert out.backward_flows is None and out.flows.shape == (2, 3, 2, 32, 48)
+        return out.flows, batches
+
+    torch.manual_seed(1)
+    frames = torch.rand(2, 4, 3, 32, 48)
+    last, last_batches = decode(0)  # 0: after the last pass
+    assert last_batches == [12, 12]  # 2 clips x 3 pairs x both directions, both passes
+    named_last, _ = decode(2)
+    torch.testing.assert_close(named_last, last, rtol=0, atol=0)
+    early, early_batches = decode(1)
+    assert early_batches == [12, 6]  # the pass after the fusion decodes the forward pairs only
+    assert not torch.allclose(early, last)
+    with pytest.raises(ValueError, match="backward_fusion_pass"):
+        dataclasses.replace(tiny_net.config, refine_iterations=2, backward_fusion_pass=3)
+
+
 def test_fused_motion_spread_is_each_pixels_largest_distance_from_the_mean(tiny_net: MotionNet):
     """Any mode, any config: the mean of the plain, landed-backward and mirrored estimates, and how far the
     farthest of them lies from it (self-distillation trusts the pixels where they agree)."""

@@ -148,7 +148,8 @@ class MotionNet(nn.Module):
 
     def _decode(self, frames: torch.Tensor, bidirectional: bool, fuse_backward: bool = False) -> MotionOutput:
         """``fuse_backward`` (with ``bidirectional``): ``flows`` are the forward motion averaged with the
-        backward one landed on it, at the output stride before upsampling; no ``backward_flows``."""
+        backward one landed on it at the output stride (after its pass ``config.backward_fusion_pass``, 0 the
+        last, and before upsampling); no ``backward_flows``."""
         batch, length = frames.shape[:2]
         pairs = length - 1
         pyramid = self.encoder((frames - 0.5) * 2.0)
@@ -164,15 +165,21 @@ class MotionNet(nn.Module):
             return x[:, tgt_idx].flatten(0, 1)
 
         def split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            """Folded (B·pairs)×… → B×P×… forward pairs, and the backward ones (None if not decoded)."""
-            x = x.unflatten(0, (batch, len(ref_idx)))
-            return x[:, :pairs], (x[:, pairs:] if bidirectional else None)
+            """Folded (B·pairs)×… → B×P×… forward pairs, and the backward ones (None if not decoded, or no
+            longer: after the fusion, only the forward pairs are)."""
+            x = x.unflatten(0, (batch, -1))
+            return x[:, :pairs], (x[:, pairs:] if x.shape[1] > pairs else None)
+
+        def forward_only(x: torch.Tensor) -> torch.Tensor:
+            return split(x)[0].flatten(0, 1)
 
         config = self.config
         coarse = pyramid[self.stride]
         corr = local_correlation(ref(coarse.match), tgt(coarse.match), config.cue_window // 2, normalize=True)
         cue_logits, cue_probs, motion, confidence, hidden = self.cue_decoder(corr, ref(coarse.context))
         levels, level_logits, centres = [motion], [cue_logits], [torch.zeros_like(motion)]
+        out_stride = config.output_stride
+        fusion_pass = config.backward_fusion_pass or config.passes(out_stride)
         for stride in config.decoder_strides[1:]:
             level, refiner = pyramid[stride], self.refiners[str(stride)]
             motion = upsample_bilinear(motion, 2)
@@ -181,29 +188,31 @@ class MotionNet(nn.Module):
             # (default model, 224x224, 2 threads, one run: 28.0-30.8 -> 32.4 pairs/s; motion within 1e-4 px).
             unit_ref, target = unit_channels(ref(level.match)), tgt(level.match)
             context = refiner.context_response(ref(level.context))
-            for _ in range(config.passes(stride)):
+            for number in range(1, config.passes(stride) + 1):
                 centre = motion
                 warped, _ = backward_warp(target, motion)
                 corr = cosine_correlation(unit_ref, warped, config.refine_window // 2)
                 logits, _, residual, _, hidden = refiner(corr, motion / MOTION_INPUT_SCALE, context)
                 motion = motion + residual
+                if fuse_backward and stride == out_stride and number == fusion_pass:
+                    # Averaged at the output stride, not after upsampling both directions: one CGU pass (the
+                    # forward pairs') instead of two, the landing warp on 1/16 of the pixels, and footage
+                    # validation no worse (32 pairs, stage 22: 0.4648 -> 0.4628; with [8, 2] passes 0.4566 ->
+                    # 0.4544). Passes after it decode the forward pairs only (ref_idx, read by ref() and
+                    # tgt(), shrinks with them).
+                    forward, backward = split(motion)
+                    motion = ((forward - landed_backward(forward, backward)) / 2).flatten(0, 1)
+                    unit_ref, target, context = (forward_only(x) for x in (unit_ref, target, context))
+                    ref_idx, tgt_idx = ref_idx[:pairs], tgt_idx[:pairs]
             # The level's last pass is what its losses see (its cues are centred on the pass before).
             centres.append(centre)
             level_logits.append(logits)
             levels.append(motion)
 
-        out_stride = config.output_stride
         confidence = upsample_bilinear(confidence, self.stride // out_stride, scale_values=False)
         out_context = ref(pyramid[out_stride].context)
         if fuse_backward:
-            # Averaged at the output stride, not after upsampling both directions: one CGU pass (the forward
-            # pairs') instead of two, the landing warp on 1/16 of the pixels, and footage validation no worse
-            # (32 pairs, stage 22: 0.4648 -> 0.4628; with [8, 2] passes 0.4566 -> 0.4544).
-            forward, backward = split(motion)
-            motion = ((forward - landed_backward(forward, backward)) / 2).flatten(0, 1)
-            hidden, confidence, out_context = (
-                split(x)[0].flatten(0, 1) for x in (hidden, confidence, out_context)
-            )
+            hidden, confidence = forward_only(hidden), forward_only(confidence)
         if self.upsampler is not None:
             context = torch.cat((out_context, hidden), dim=1)
             logits = self.upsampler(motion, context)
