@@ -19,7 +19,7 @@ from scattermotion.data.fetched import ensure_data, real_video
 from scattermotion.errors import InputError
 from scattermotion.export import export_onnx, onnx_session, read_metadata, run_onnx, verify_onnx
 from scattermotion.model import MotionConfig, build_motion_net, load_weights, save_weights
-from scattermotion.warp import backward_warp, flow_warp_coords
+from scattermotion.warp import flow_warp_coords
 
 # Float32 reordering between onnxruntime and PyTorch gives ~1e-4 px on this model (motion of tens of px);
 # a graph with the warp grid frozen at the traced size is off by ~1e-3 px: this tolerance separates the two.
@@ -127,12 +127,11 @@ def test_a_graph_that_disagrees_with_pytorch_is_not_written(weights_path, tmp_pa
         _, _, height, width = flow.shape
         scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)]).view(1, 2, 1, 1)
         grid = (flow_warp_coords(flow) * scale - 1.0).permute(0, 2, 3, 1)
-        warped = torch.nn.functional.grid_sample(image, grid, padding_mode="border", align_corners=True)
-        return warped, backward_warp(image, flow)[1]
+        return torch.nn.functional.grid_sample(image, grid, padding_mode="border", align_corners=True)
 
     out = tmp_path / "model.onnx"
     out.write_bytes(b"previous export")
-    monkeypatch.setattr(network_module, "backward_warp", size_frozen_warp)
+    monkeypatch.setattr(network_module, "warp_features", size_frozen_warp)  # the decoder's passes warp
     with pytest.raises(RuntimeError, match="disagrees with PyTorch"):
         export_onnx(weights_path, out)
     assert out.read_bytes() == b"previous export"

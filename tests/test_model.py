@@ -422,8 +422,8 @@ def test_backward_fusion_pass_fuses_inside_the_output_level_and_decodes_only_the
         net = MotionNet(config).eval()
         net.load_state_dict(tiny_net.state_dict())
         batches: list[int] = []  # the batch of every pass of the output level
-        refiner = net.refiners[str(config.output_stride)]
-        hook = refiner.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+        logits_conv = net.refiners[str(config.output_stride)].logits  # runs once a pass
+        hook = logits_conv.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
         with torch.inference_mode():
             out = net(frames)
         hook.remove()

@@ -157,6 +157,28 @@ class CueDecoder(nn.Module):
     def forward(self, corr: torch.Tensor, features: torch.Tensor, context: torch.Tensor | None = None):
         """``context``: :meth:`context_response` of the context channels, which ``features`` then leaves
         out (it holds only the channels after them)."""
+        logits, hidden = self._logits(corr, features, context)
+        # The distribution and its expectation in fp32 even under bf16 autocast: bf16 would round the motion.
+        with full_precision(logits.device.type):
+            logits = logits.float()
+            log_probs = F.log_softmax(logits, dim=1)
+            probs = log_probs.exp()
+            motion = cue_expectation(probs, self.grid)
+            confidence = cue_confidence(probs, log_probs)
+        return logits, probs, motion, confidence, hidden
+
+    def residual(self, corr: torch.Tensor, features: torch.Tensor, context: torch.Tensor | None = None):
+        """``(logits, motion, hidden)`` of :meth:`forward`: what a refinement pass reads (its cues'
+        probabilities and confidence were computed and dropped every pass)."""
+        logits, hidden = self._logits(corr, features, context)
+        with full_precision(logits.device.type):
+            logits = logits.float()
+            motion = cue_expectation(F.softmax(logits, dim=1), self.grid)
+        return logits, motion, hidden
+
+    def _logits(
+        self, corr: torch.Tensor, features: torch.Tensor, context: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if context is None:
             hidden = self.body(torch.cat((corr, features), dim=1))
         else:
@@ -166,12 +188,4 @@ class CueDecoder(nn.Module):
             weight = torch.cat((conv.weight[:, :start], conv.weight[:, end:]), dim=1)
             first = F.conv2d(torch.cat((corr, features), dim=1), weight, None, padding=conv.padding)
             hidden = self.body[1:](act(first + context))
-        logits = self.logits(hidden) + self.match_temperature * corr
-        # The distribution and its expectation in fp32 even under bf16 autocast: bf16 would round the motion.
-        with full_precision(logits.device.type):
-            logits = logits.float()
-            log_probs = F.log_softmax(logits, dim=1)
-            probs = log_probs.exp()
-            motion = cue_expectation(probs, self.grid)
-            confidence = cue_confidence(probs, log_probs)
-        return logits, probs, motion, confidence, hidden
+        return self.logits(hidden) + self.match_temperature * corr, hidden

@@ -20,7 +20,7 @@ from scattermotion.model.upsample import (
     convex_upsample,
     upsample_bilinear,
 )
-from scattermotion.warp import backward_warp
+from scattermotion.warp import backward_warp, warp_features
 
 
 @dataclass
@@ -190,9 +190,9 @@ class MotionNet(nn.Module):
             context = refiner.context_response(ref(level.context))
             for number in range(1, config.passes(stride) + 1):
                 centre = motion
-                warped, _ = backward_warp(target, motion)
+                warped = warp_features(target, motion)
                 corr = cosine_correlation(unit_ref, warped, config.refine_window // 2)
-                logits, _, residual, _, hidden = refiner(corr, motion / MOTION_INPUT_SCALE, context)
+                logits, residual, hidden = refiner.residual(corr, motion / MOTION_INPUT_SCALE, context)
                 motion = motion + residual
                 if fuse_backward and stride == out_stride and number == fusion_pass:
                     # Averaged at the output stride, not after upsampling both directions: one CGU pass (the
