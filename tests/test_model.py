@@ -443,6 +443,30 @@ def test_backward_fusion_pass_fuses_inside_the_output_level_and_decodes_only_the
         dataclasses.replace(tiny_net.config, refine_iterations=2, backward_fusion_pass=3)
 
 
+def test_backward_exchange_averages_each_direction_with_the_other_landed_on_it(tiny_net: MotionNet):
+    from scattermotion.model.network import exchange_directions
+
+    torch.manual_seed(2)
+    forward, backward = torch.randn(2, 3, 2, 8, 12) * 2, torch.randn(2, 3, 2, 8, 12) * 2
+    folded = torch.cat((forward, backward), 1).flatten(0, 1)  # per clip: 3 forward pairs, then 3 backward
+    exchanged = exchange_directions(folded, batch=2).unflatten(0, (2, 6))
+    torch.testing.assert_close(exchanged[:, :3], (forward - landed_backward(forward, backward)) / 2)
+    torch.testing.assert_close(exchanged[:, 3:], (backward - landed_backward(backward, forward)) / 2)
+
+    frames = torch.rand(1, 4, 3, 32, 48)
+
+    def run(**settings) -> torch.Tensor:
+        net = MotionNet(dataclasses.replace(tiny_net.config, refine_iterations=2, **settings)).eval()
+        net.load_state_dict(tiny_net.state_dict())
+        with torch.inference_mode():
+            return net(frames).flows
+
+    # Only while both directions are decoded for the fusion: no effect without test_time_backward.
+    torch.testing.assert_close(run(backward_exchange=True), run(), rtol=0, atol=0)
+    plain = run(test_time_backward=True)
+    assert not torch.allclose(run(test_time_backward=True, backward_exchange=True), plain)
+
+
 def test_fused_motion_spread_is_each_pixels_largest_distance_from_the_mean(tiny_net: MotionNet):
     """Any mode, any config: the mean of the plain, landed-backward and mirrored estimates, and how far the
     farthest of them lies from it (self-distillation trusts the pixels where they agree)."""

@@ -53,6 +53,12 @@ class MotionConfig:
     # pairs, EPE px, 224x224 2-thread time per forward (one run): [6, 2] fused after pass 2 0.4628 / 4.164 /
     # 95.0 ms; [8, 2] after pass 1 0.4590 / 3.985 / 95.0 ms; [8, 2] after pass 2 0.4544 / 4.012 but slower.
     backward_fusion_pass: int = 0
+    # With test_time_backward: after every pass of the levels above the output stride, each direction's motion
+    # is averaged with the other's landed on it, so both refine on from the pair's consensus (a landing warp
+    # at stride 8 a pass). Stage 22, [8, 2], fused after pass 1, the validation sets above: without 0.4590 /
+    # 3.985; after every stride-8 pass 0.4522 / 3.681; every 2nd 0.4550 / 3.681; once, after the level 0.4577
+    # / 3.840.
+    backward_exchange: bool = False
     cgu_hidden: int = 32  # hidden channels of the CGU weight predictor
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the weights
 

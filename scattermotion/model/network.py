@@ -194,6 +194,8 @@ class MotionNet(nn.Module):
                 corr = cosine_correlation(unit_ref, warped, config.refine_window // 2)
                 logits, residual, hidden = refiner.residual(corr, motion / MOTION_INPUT_SCALE, context)
                 motion = motion + residual
+                if fuse_backward and config.backward_exchange and stride != out_stride:
+                    motion = exchange_directions(motion, batch)
                 if fuse_backward and stride == out_stride and number == fusion_pass:
                     # Averaged at the output stride, not after upsampling both directions: one CGU pass (the
                     # forward pairs') instead of two, the landing warp on 1/16 of the pixels, and footage
@@ -257,6 +259,14 @@ def landed_backward(flows: torch.Tensor, backward_flows: torch.Tensor) -> torch.
     features (footage validation of stage 7: 0.677 -> 0.624 averaged with it). Both B×(T−1)×2×H×W."""
     landed, _ = backward_warp(backward_flows.flatten(0, 1), flows.flatten(0, 1))
     return landed.unflatten(0, flows.shape[:2])
+
+
+def exchange_directions(motion: torch.Tensor, batch: int) -> torch.Tensor:
+    """Folded ``(B·2P)×2×h×w`` motion of P forward pairs then their P backward ones per clip (the decoder's
+    bidirectional layout): each direction's motion m becomes (m − m'(x + m)) / 2, m' the other direction's
+    motion of the same pair read where m lands. Both directions in one warp."""
+    other = motion.unflatten(0, (batch, 2, -1)).flip(1).flatten(0, 2)
+    return (motion - warp_features(other, motion)) / 2
 
 
 def build_motion_net(config_or_preset: MotionConfig | str = "small") -> MotionNet:

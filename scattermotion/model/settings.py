@@ -11,7 +11,13 @@ import yaml
 from scattermotion.errors import InputError
 from scattermotion.model.network import MotionNet
 
-INFERENCE_FIELDS = ("refine_iterations", "test_time_backward", "backward_fusion_pass", "test_time_mirror")
+INFERENCE_FIELDS = (
+    "refine_iterations",
+    "test_time_backward",
+    "backward_fusion_pass",
+    "backward_exchange",
+    "test_time_mirror",
+)
 
 
 def add_settings_argument(parser: argparse.ArgumentParser, applies_to: str) -> None:
