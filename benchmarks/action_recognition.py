@@ -59,7 +59,7 @@ def default_bench_dir(settings: BenchSettings) -> Path:
     return base / f"motionbench-v{BENCH_VERSION}-{tag}-{settings.width}x{settings.height}"
 
 
-def ours_weights(args: argparse.Namespace, scratch: Path, method: str = "ours") -> tuple[str | None, str]:
+def ours_weights(args: argparse.Namespace, scratch: Path, method: str) -> tuple[str | None, str]:
     """The weights for ``method`` (ours, refined or not) and the label of its rows; exits with a message when
     a weights file is missing."""
     if args.random_ours:

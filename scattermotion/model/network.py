@@ -225,12 +225,8 @@ class MotionNet(nn.Module):
             flow = upsample_bilinear(motion, out_stride)
             confidence = upsample_bilinear(confidence, out_stride, scale_values=False)
 
-        if fuse_backward:
-            flows, backward_flows = flow.unflatten(0, (batch, pairs)), None
-            conf_fwd, conf_bwd = confidence.unflatten(0, (batch, pairs)), None
-        else:
-            flows, backward_flows = split(flow)
-            conf_fwd, conf_bwd = split(confidence)
+        flows, backward_flows = split(flow)  # no backward ones after the fusion
+        conf_fwd, conf_bwd = split(confidence)
         level_splits = [split(m) for m in levels]
         return MotionOutput(
             flows=flows,
