@@ -112,7 +112,14 @@ def test_static_export_fixes_the_size(weights_path, tmp_path):
 
 def test_iterated_refinement_and_test_time_fusion_export(tmp_path):
     torch.manual_seed(1)
-    config = MotionConfig.small(refine_iterations=2, test_time_mirror="vertical", test_time_backward=True)
+    config = MotionConfig.small(
+        refine_iterations=2,
+        test_time_mirror="vertical",
+        test_time_backward=True,
+        backward_fusion_pass=1,
+        backward_exchange=True,
+        guided_smoothing=(3, 5),
+    )
     weights = save_weights(build_motion_net(config), tmp_path / "iterated.safetensors")
     out = export_onnx(weights, tmp_path / "iterated.onnx", dynamic=False, size=(32, 48))
     clip = torch.rand(1, 4, 3, 32, 48, generator=torch.Generator().manual_seed(0))

@@ -135,8 +135,8 @@ def test_features_see_neighbouring_frames_only_with_temporal_mixing():
 
 # ---- local cues ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "size,radius", [((6, 7), 4), ((20, 24), 1), ((9, 40), 2)]
-)  # all-pairs and shifted paths
+    "size,radius", [((6, 7), 4), ((20, 24), 1), ((9, 40), 2), ((20, 12), 2)]
+)  # all-pairs, shifted, shifted and banded-row paths
 def test_local_correlation_matches_direct_definition(size, radius):
     torch.manual_seed(0)
     ref, target = torch.randn(2, 5, *size), torch.randn(2, 5, *size)
@@ -151,6 +151,25 @@ def test_local_correlation_matches_direct_definition(size, radius):
         xs_t = slice(xs.start + dx, xs.stop + dx)
         expected[:, ys, xs] = (ref[:, :, ys, xs] * target[:, :, ys_t, xs_t]).sum(1) / 5
         torch.testing.assert_close(corr[:, index], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_banded_row_correlation_has_the_shifted_products_values_and_gradients(monkeypatch):
+    import scattermotion.model.cues as cues
+
+    torch.manual_seed(0)
+    ref, target = torch.randn(2, 6, 10, 14, requires_grad=True), torch.randn(2, 6, 10, 14, requires_grad=True)
+    weights = torch.randn(2, 25, 10, 14)
+
+    def run() -> tuple[torch.Tensor, ...]:
+        corr = cues._window_products(ref, target, 2)
+        return (corr, *torch.autograd.grad((corr * weights).sum(), (ref, target)))
+
+    monkeypatch.setattr(cues, "_ALL_PAIRS_CELLS_PER_CANDIDATE", 0)
+    banded = run()  # 14 + 2·2 cells a row <= 8 × 5: the banded rows
+    monkeypatch.setattr(cues, "_BANDED_ROW_CELLS_PER_CANDIDATE", 0)
+    shifted = run()
+    for a, b in zip(banded, shifted, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_cosine_correlation_takes_a_normalised_reference():
@@ -465,6 +484,47 @@ def test_backward_exchange_averages_each_direction_with_the_other_landed_on_it(t
     torch.testing.assert_close(run(backward_exchange=True), run(), rtol=0, atol=0)
     plain = run(test_time_backward=True)
     assert not torch.allclose(run(test_time_backward=True, backward_exchange=True), plain)
+
+
+def test_guided_mean_averages_within_a_colour_and_keeps_a_step_between_two():
+    from scattermotion.model.filters import guided_mean, similarity_weights
+
+    torch.manual_seed(0)
+    guide = torch.zeros(1, 3, 12, 16)
+    guide[..., 8:] = 1.0  # two surfaces: black left, white right
+    motion = torch.zeros(1, 2, 12, 16)
+    motion[:, 0, :, :8], motion[:, 0, :, 8:] = 2.0, -1.0
+    noisy = motion + torch.randn_like(motion) * 0.3
+    weights = similarity_weights(guide, 5, sigma=0.03)
+    assert weights.shape == (1, 1, 25, 12, 16)
+    torch.testing.assert_close(weights.sum(2), torch.ones(1, 1, 12, 16))
+    torch.testing.assert_close(guided_mean(motion, weights, 5), motion)  # each side constant, the step kept
+    smoothed = guided_mean(noisy, weights, 5)
+    assert (smoothed - motion).square().mean() < 0.25 * (noisy - motion).square().mean()
+    # a uniform guide is a plain box mean (edges replicated): it blurs the step
+    box = guided_mean(motion, similarity_weights(torch.zeros_like(guide), 5, sigma=0.03), 5)
+    assert box[0, 0, 0, 7] < 1.5
+
+
+def test_guided_smoothing_runs_after_every_pass_of_its_levels_only_when_set(tiny_net: MotionNet):
+    frames = torch.rand(1, 3, 3, 32, 48)
+
+    def run(**settings) -> torch.Tensor:
+        net = MotionNet(dataclasses.replace(tiny_net.config, refine_iterations=2, **settings)).eval()
+        net.load_state_dict(tiny_net.state_dict())
+        with torch.inference_mode():
+            return net(frames).flows
+
+    plain = run(test_time_backward=True, backward_fusion_pass=1)
+    smoothed = run(test_time_backward=True, backward_fusion_pass=1, guided_smoothing=3)
+    assert smoothed.shape == plain.shape and not torch.allclose(smoothed, plain)
+    torch.testing.assert_close(run(guided_smoothing=1), run(), rtol=0, atol=0)  # window 1: off
+    with pytest.raises(ValueError, match="odd"):
+        dataclasses.replace(tiny_net.config, guided_smoothing=4)
+    with pytest.raises(ValueError, match="one entry per refinement level"):
+        dataclasses.replace(tiny_net.config, guided_smoothing=(3,))
+    with pytest.raises(ValueError, match="smoothing_sigma"):
+        dataclasses.replace(tiny_net.config, smoothing_sigma=0.0)
 
 
 def test_fused_motion_spread_is_each_pixels_largest_distance_from_the_mean(tiny_net: MotionNet):

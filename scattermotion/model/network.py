@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from scattermotion.model.config import MIRROR_AXES, MotionConfig
 from scattermotion.model.cues import CueDecoder, cosine_correlation, local_correlation, unit_channels
 from scattermotion.model.encoder import ClipEncoder
+from scattermotion.model.filters import guided_mean, similarity_weights
 from scattermotion.model.upsample import (
     MOTION_INPUT_SCALE,
     ContextGuidedUpsampler,
@@ -188,6 +190,11 @@ class MotionNet(nn.Module):
             # (default model, 224x224, 2 threads, one run: 28.0-30.8 -> 32.4 pairs/s; motion within 1e-4 px).
             unit_ref, target = unit_channels(ref(level.match)), tgt(level.match)
             context = refiner.context_response(ref(level.context))
+            window = config.smoothing_window(stride)
+            if window > 1:  # each frame's weights once, for every pass and pair it is the reference of
+                guide = F.avg_pool2d(frames.flatten(0, 1), stride)
+                weights = similarity_weights(guide, window, config.smoothing_sigma)
+                smoothing = ref(weights.unflatten(0, (batch, length)))
             for number in range(1, config.passes(stride) + 1):
                 centre = motion
                 warped = warp_features(target, motion)
@@ -205,7 +212,11 @@ class MotionNet(nn.Module):
                     forward, backward = split(motion)
                     motion = ((forward - landed_backward(forward, backward)) / 2).flatten(0, 1)
                     unit_ref, target, context = (forward_only(x) for x in (unit_ref, target, context))
+                    if window > 1:
+                        smoothing = forward_only(smoothing)
                     ref_idx, tgt_idx = ref_idx[:pairs], tgt_idx[:pairs]
+                if window > 1:
+                    motion = guided_mean(motion, smoothing, window)
             # The level's last pass is what its losses see (its cues are centred on the pass before).
             centres.append(centre)
             level_logits.append(logits)

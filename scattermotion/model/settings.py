@@ -17,6 +17,8 @@ INFERENCE_FIELDS = (
     "backward_fusion_pass",
     "backward_exchange",
     "test_time_mirror",
+    "guided_smoothing",
+    "smoothing_sigma",
 )
 
 
