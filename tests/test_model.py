@@ -496,8 +496,8 @@ def test_guided_mean_averages_within_a_colour_and_keeps_a_step_between_two():
     motion[:, 0, :, :8], motion[:, 0, :, 8:] = 2.0, -1.0
     noisy = motion + torch.randn_like(motion) * 0.3
     weights = similarity_weights(guide, 5, sigma=0.03)
-    assert weights.shape == (1, 1, 25, 12, 16)
-    torch.testing.assert_close(weights.sum(2), torch.ones(1, 1, 12, 16))
+    assert weights.shape == (1, 25, 12, 16)
+    torch.testing.assert_close(weights.sum(1), torch.ones(1, 12, 16))
     torch.testing.assert_close(guided_mean(motion, weights, 5), motion)  # each side constant, the step kept
     smoothed = guided_mean(noisy, weights, 5)
     assert (smoothed - motion).square().mean() < 0.25 * (noisy - motion).square().mean()
