@@ -63,11 +63,11 @@ class MotionConfig:
     # refinement level (one number for all, or one per level, coarsest first), and the colour scale σ of its
     # guide (frames in [0, 1]): scattermotion.model.filters. Stage 22, [8, 2], fused after pass 1, exchange;
     # 32 footage / 8 synthetic validation pairs, EPE px; (object pixels of the footage pairs; reconstruction
-    # PSNR dB of 24 frame pairs of the training videos): none 0.4522 / 3.681 (0.610; 31.41); (3, 1) σ 0.05
-    # 0.4249 / 3.613 (0.612; 31.41); (5, 1) σ 0.04 0.4110 / 3.585 (0.622; 31.40) at twice the cost; (3, 3)
-    # σ 0.03 0.4188 / 3.602 (0.622; 31.30); (3, 5) σ 0.03 0.4094 / 3.595 (0.634; 31.11). Smoothing at the
-    # output stride costs reconstruction (and, on the evaluation pairs, PSNR 32.00 -> 31.79 dB for (3, 5)):
-    # the shipped model smooths at stride 8 only.
+    # PSNR dB of 24 frame pairs of the training videos, compare_checkpoints.py --videos): none 0.4522 / 3.681
+    # (0.610; 32.25); (3, 1) σ 0.05 0.4249 / 3.613 (0.612; 32.25); (5, 1) σ 0.04 0.4110 / 3.585 (0.622;
+    # 32.23) at twice the cost; (3, 3) σ 0.03 0.4188 / 3.602 (0.622; 32.14); (3, 5) σ 0.03 0.4094 / 3.595
+    # (0.634; 31.94). Smoothing at the output stride costs reconstruction (and, on the evaluation pairs, PSNR
+    # 32.00 -> 31.79 dB for (3, 5)): the shipped model smooths at stride 8 only.
     guided_smoothing: int | tuple[int, ...] = 1
     smoothing_sigma: float = 0.05
     cgu_hidden: int = 32  # hidden channels of the CGU weight predictor
