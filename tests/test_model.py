@@ -36,6 +36,14 @@ def tiny_net() -> MotionNet:
     return MotionNet(TINY).eval()
 
 
+def flows_with(net: MotionNet, frames: torch.Tensor, **settings) -> torch.Tensor:
+    """The motion of ``net``'s tensors in a network built with ``settings`` applied to its config (eval)."""
+    changed = MotionNet(dataclasses.replace(net.config, **settings)).eval()
+    changed.load_state_dict(net.state_dict())
+    with torch.inference_mode():
+        return changed(frames).flows
+
+
 # ---- shapes --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("length", range(2, 9))
 def test_shapes_for_any_clip_length_and_odd_sizes(tiny_net: MotionNet, length: int):
@@ -475,10 +483,7 @@ def test_backward_exchange_averages_each_direction_with_the_other_landed_on_it(t
     frames = torch.rand(1, 4, 3, 32, 48)
 
     def run(**settings) -> torch.Tensor:
-        net = MotionNet(dataclasses.replace(tiny_net.config, refine_iterations=2, **settings)).eval()
-        net.load_state_dict(tiny_net.state_dict())
-        with torch.inference_mode():
-            return net(frames).flows
+        return flows_with(tiny_net, frames, refine_iterations=2, **settings)
 
     # Only while both directions are decoded for the fusion: no effect without test_time_backward.
     torch.testing.assert_close(run(backward_exchange=True), run(), rtol=0, atol=0)
@@ -510,10 +515,7 @@ def test_guided_smoothing_runs_after_every_pass_of_its_levels_only_when_set(tiny
     frames = torch.rand(1, 3, 3, 32, 48)
 
     def run(**settings) -> torch.Tensor:
-        net = MotionNet(dataclasses.replace(tiny_net.config, refine_iterations=2, **settings)).eval()
-        net.load_state_dict(tiny_net.state_dict())
-        with torch.inference_mode():
-            return net(frames).flows
+        return flows_with(tiny_net, frames, refine_iterations=2, **settings)
 
     plain = run(test_time_backward=True, backward_fusion_pass=1)
     smoothed = run(test_time_backward=True, backward_fusion_pass=1, guided_smoothing=3)
