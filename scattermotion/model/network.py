@@ -182,7 +182,6 @@ class MotionNet(nn.Module):
         levels, level_logits, centres = [motion], [cue_logits], [torch.zeros_like(motion)]
         out_stride = config.output_stride
         fusion_pass = config.backward_fusion_pass or config.passes(out_stride)
-        guides = FrameGuides(frames.flatten(0, 1), out_stride)
         for stride in config.decoder_strides[1:]:
             level, refiner = pyramid[stride], self.refiners[str(stride)]
             motion = upsample_bilinear(motion, 2)
@@ -193,7 +192,8 @@ class MotionNet(nn.Module):
             context = refiner.context_response(ref(level.context))
             window = config.smoothing_window(stride)
             if window > 1:  # each frame's weights once, for every pass and pair it is the reference of
-                weights = similarity_weights(guides.at(stride), window, config.smoothing_sigma)
+                guide = F.avg_pool2d(frames.flatten(0, 1), stride)  # each frame averaged over the cells
+                weights = similarity_weights(guide, window, config.smoothing_sigma)
                 smoothing = ref(weights.unflatten(0, (batch, length)))
             for number in range(1, config.passes(stride) + 1):
                 centre = motion
@@ -252,19 +252,6 @@ class MotionNet(nn.Module):
             level_logits=[split(x)[0] for x in level_logits],
             level_centres=[split(x)[0] for x in centres],
         )
-
-
-class FrameGuides:
-    """The frames averaged over each level's cells (the guided smoothing's guide), made on first use: the
-    output stride's from the frames, a coarser level's from it (a mean of means over equal cells)."""
-
-    def __init__(self, frames: torch.Tensor, finest: int):
-        self.frames, self.finest, self.pooled = frames, finest, None
-
-    def at(self, stride: int) -> torch.Tensor:
-        if self.pooled is None:
-            self.pooled = F.avg_pool2d(self.frames, self.finest)
-        return F.avg_pool2d(self.pooled, stride // self.finest) if stride != self.finest else self.pooled
 
 
 def motion_length(flows: torch.Tensor) -> torch.Tensor:
