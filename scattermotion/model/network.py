@@ -6,7 +6,7 @@ same per-frame features, folded into the batch so all pairs run in one pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ from scattermotion.model.config import MIRROR_AXES, MotionConfig
 from scattermotion.model.cues import CueDecoder, cosine_correlation, local_correlation, unit_channels
 from scattermotion.model.encoder import ClipEncoder
 from scattermotion.model.filters import guided_mean, similarity_weights
+from scattermotion.model.polish import photometric_polish
 from scattermotion.model.upsample import (
     MOTION_INPUT_SCALE,
     ContextGuidedUpsampler,
@@ -56,7 +57,9 @@ class MotionOutput:
 class MotionNet(nn.Module):
     """``forward(frames B×T×3×H×W in [0, 1], bidirectional=False) -> MotionOutput``.
 
-    H and W must be multiples of ``self.stride`` (16); pad outside the model (:class:`InputPadder`).
+    H and W must be multiples of ``self.stride`` (16); pad outside the model (:class:`InputPadder`). In eval
+    mode the (forward) motion gets the config's test-time averaging and then its photometric polish; training
+    and ``bidirectional`` decode the network's own motion only.
     """
 
     def __init__(self, config: MotionConfig | None = None):
@@ -101,13 +104,23 @@ class MotionNet(nn.Module):
     def forward(self, frames: torch.Tensor, bidirectional: bool = False) -> MotionOutput:
         self._check(frames)
         config = self.config
-        if (
-            self.training
-            or bidirectional
-            or not (config.test_time_mirror != "none" or config.test_time_backward)
-        ):
+        if self.training or bidirectional:
             return self._decode(frames, bidirectional)
-        return self.fused_motion(frames, config.test_time_mirror, config.test_time_backward)
+        if config.test_time_mirror != "none" or config.test_time_backward:
+            out = self.fused_motion(frames, config.test_time_mirror, config.test_time_backward)
+        else:
+            out = self._decode(frames, False)
+        if not config.polish_windows:
+            return out
+        polished = photometric_polish(
+            frames,
+            out.flows,
+            config.polish_windows,
+            config.polish_mean_window,
+            config.polish_damping,
+            config.polish_max_step,
+        )
+        return replace(out, flows=polished)
 
     def fused_motion(
         self, frames: torch.Tensor, mirror: str = "none", backward: bool = False, with_spread: bool = False

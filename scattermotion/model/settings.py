@@ -19,6 +19,10 @@ INFERENCE_FIELDS = (
     "test_time_mirror",
     "guided_smoothing",
     "smoothing_sigma",
+    "polish_windows",
+    "polish_mean_window",
+    "polish_damping",
+    "polish_max_step",
 )
 
 
