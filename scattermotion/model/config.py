@@ -78,10 +78,10 @@ class MotionConfig:
     # exchange, (3, 1) smoothing); 32 footage / 8 synthetic validation pairs, EPE px (the footage pairs'
     # object pixels; reconstruction PSNR dB of 24 frame pairs of the training videos): no polish 0.4249 /
     # 3.613 (0.612; 32.25); [8, 1] passes, no polish 0.4232 / 3.645 (31.90); [8, 1], (3,), mean window 11,
-    # damping 3e-4: 0.3898 / 3.590 (0.557; 34.06) in 3 % less time than before (224×224, 2 threads, interleaved
-    # runs): the one step costs less than the stride-4 pass it replaces; [8, 1], (5, 3): 0.3825 / 3.569
-    # (0.521; 34.44) in 4 % more. Solved per pixel instead of per cell, windows (9, 5) px,
-    # mean window 21 px: 0.3938 / 3.575 (34.55). Without the mean removal (RGB, damping 1e-4, one step of
+    # damping 3e-4: 0.3898 / 3.590 (0.557; 34.06) in 3 % less time than before (224×224, 2 threads,
+    # interleaved runs): the one step costs less than the stride-4 pass it replaces; [8, 1], (5, 3): 0.3825
+    # / 3.569 (0.521; 34.44) in 4 % more. Solved per pixel instead of per cell, windows (9, 5) px, mean
+    # window 21 px: 0.3938 / 3.575 (34.55). Without the mean removal (RGB, damping 1e-4, one step of
     # 5 px): footage 0.61.
     # Damping 1e-4 / 3e-4 (per pixel, (9, 5)): 0.4142 / 0.3933. Fewer stride-8 passes instead of [8, 1]
     # lose the synthetic pairs: [7, 1] 3.652, [6, 1] 3.762 (with (9, 5) px).
