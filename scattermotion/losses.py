@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from scattermotion.model.polish import grey
 from scattermotion.warp import backward_warp
 
 
@@ -70,7 +71,7 @@ def census_distance(x: torch.Tensor, y: torch.Tensor, radius: int = 3) -> torch.
     """Soft ternary census distance per pixel (UnFlow), ``B×1×H×W``; insensitive to brightness offsets."""
 
     def transform(image: torch.Tensor) -> torch.Tensor:
-        gray = (0.299 * image[:, 0:1] + 0.587 * image[:, 1:2] + 0.114 * image[:, 2:3]) * 255
+        gray = grey(image) * 255
         window = 2 * radius + 1
         patches = F.unfold(F.pad(gray, (radius,) * 4, mode="replicate"), window)
         patches = patches.view(gray.shape[0], window * window, *gray.shape[-2:]) - gray

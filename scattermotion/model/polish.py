@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from scattermotion.augment import LUMA
 from scattermotion.warp import warp_features
 
 # The step is solved per cell of CELL×CELL pixels (from every pixel's products) and resampled: a quarter of
@@ -28,13 +29,11 @@ from scattermotion.warp import warp_features
 # 0.383 against 0.394 px for two steps, reconstruction 34.46 against 34.55 dB), at 8.7 against 10.9 ms.
 CELL = 2
 
-# ITU-R BT.601 luma, as OpenCV's RGB → grey (what DIS and the variational refinement see).
-_LUMA = (0.299, 0.587, 0.114)
-
 
 def grey(frames: torch.Tensor) -> torch.Tensor:
-    """``…×3×H×W`` RGB → ``…×1×H×W`` luma."""
-    weights = torch.tensor(_LUMA, dtype=frames.dtype, device=frames.device).view(3, 1, 1)
+    """``…×3×H×W`` RGB → ``…×1×H×W`` Rec. 601 luma, as OpenCV's RGB → grey (what DIS and the variational
+    refinement see) and the augmentation's."""
+    weights = torch.from_numpy(LUMA).to(frames).view(3, 1, 1)
     return (frames * weights).sum(-3, keepdim=True)
 
 
