@@ -10,17 +10,19 @@ import torch.nn.functional as F
 from tiny_models import tiny_config
 
 from scattermotion.model import MotionNet
-from scattermotion.model.polish import box_mean, photometric_polish
+from scattermotion.model.polish import box_mean, noise_variance, photometric_polish
 from scattermotion.warp import warp_features
 
 SETTINGS = dict(mean_window=11, damping=3e-4, max_step=1.0)
 
 
-def textured_pair(shift: tuple[float, float], size=(64, 80), seed: int = 0):
-    """A smooth random RGB texture and the same texture moved by ``shift`` (dx, dy) px: frames 1×2×3×H×W in
-    [0, 1] whose true motion is ``shift`` everywhere."""
+def textured_pair(shift: tuple[float, float], size=(64, 80), seed: int = 0, blurs: int = 1):
+    """A smooth random RGB texture (``blurs`` 5×5 box blurs of noise) and the same texture moved by ``shift``
+    (dx, dy) px: frames 1×2×3×H×W in [0, 1] whose true motion is ``shift`` everywhere."""
     torch.manual_seed(seed)
-    texture = F.avg_pool2d(torch.rand(1, 3, *size), 5, stride=1, padding=2, count_include_pad=False)
+    texture = torch.rand(1, 3, *size)
+    for _ in range(blurs):
+        texture = F.avg_pool2d(texture, 5, stride=1, padding=2, count_include_pad=False)
     texture = (texture - texture.mean()) * 4 + 0.5
     motion = torch.tensor(shift).view(1, 2, 1, 1).expand(1, 2, *size)
     moved = warp_features(texture, -motion)  # moved(x) = texture(x − shift): texture seen shift later
@@ -76,6 +78,29 @@ def test_no_texture_no_step_and_every_step_is_clamped():
     assert one_step.abs().max() <= 0.25 + 1e-6
 
 
+@pytest.mark.parametrize("sigma", [0.0, 0.01, 0.03])
+def test_noise_variance_reads_the_added_noise_through_the_texture(sigma: float):
+    frames, _ = textured_pair((0.0, 0.0), size=(96, 128), blurs=3)  # smooth at the pixel scale, as photographs
+    image = frames[0, :1, :1] * 0.5 + 0.25  # one smooth textured grey image, away from the clamp
+    noisy = image + sigma * torch.randn(image.shape, generator=torch.Generator().manual_seed(1))
+    estimate = noise_variance(noisy).sqrt().item()
+    assert noise_variance(noisy).shape == (1, 1, 1)
+    assert abs(estimate - sigma) < 0.15 * sigma + 0.002
+
+
+def test_noise_damping_holds_the_step_back_on_noisy_frames_only():
+    frames, motion = textured_pair((1.0, -1.0), blurs=3)
+    start = near_the_truth(motion)
+    noisy = frames + 0.05 * torch.randn(frames.shape, generator=torch.Generator().manual_seed(2))
+    steps = {}
+    for name, pair in (("clean", frames), ("noisy", noisy)):
+        plain = photometric_polish(pair, start, (3,), **{**SETTINGS, "damping": 1e-5})
+        damped = photometric_polish(pair, start, (3,), **{**SETTINGS, "damping": 1e-5}, noise_damping=50.0)
+        steps[name] = ((damped - start).abs().mean() / (plain - start).abs().mean()).item()
+    assert steps["clean"] > 0.95  # no noise to see: the same step
+    assert steps["noisy"] < 0.7  # damping ∝ the noise variance shortens it
+
+
 def test_motion_net_polishes_only_its_inference_motion_when_set():
     torch.manual_seed(0)
     net = MotionNet(tiny_config()).eval()
@@ -97,6 +122,8 @@ def test_polish_settings_are_checked_and_round_trip():
             dataclasses.replace(config, **bad)
     with pytest.raises(ValueError, match="polish_damping"):
         dataclasses.replace(config, polish_damping=0.0)
+    with pytest.raises(ValueError, match="polish_noise_damping"):
+        dataclasses.replace(config, polish_noise_damping=-1.0)
     changed = dataclasses.replace(config, polish_windows=[5, 3], polish_mean_window=0)
     assert changed.polish_windows == (5, 3)
     assert type(config).from_dict(changed.to_dict()) == changed

@@ -85,9 +85,21 @@ class MotionConfig:
     # 5 px): footage 0.61.
     # Damping 1e-4 / 3e-4 (per pixel, (9, 5)): 0.4142 / 0.3933. Fewer stride-8 passes instead of [8, 1]
     # lose the synthetic pairs: [7, 1] 3.652, [6, 1] 3.762 (with (9, 5) px).
+    # polish_noise_damping adds that many times the pair's sensor-noise variance (polish.noise_variance) to
+    # the damping: the footage validation pairs carry noise of σ ≈ 4 grey levels, which wants heavy damping,
+    # clean frames want little. Stage 23 at 7650, [8, 1] passes; footage / synthetic EPE (background and
+    # objects of the footage pairs; reconstruction dB; 12 smooth and 12 sprites validation-seed clips of the
+    # synthetic generator): (3,), damping 3e-4: 0.3770 / 3.452 (0.361, 0.558; 34.05; 0.596, 2.188); damping
+    # 1e-5 alone 0.4357 / 3.400; 1e-5 + 2 × noise 0.3767 / 3.403 (34.09; 0.546, 2.153); (5, 3), 1e-5 + 3 ×
+    # noise: 0.3706 / 3.374 (0.355, 0.522; 34.53; 0.515, 2.149), shipped, in about 2 % more time than (3,)
+    # (DIS-medium on the smooth / sprites clips: 0.229 / 2.315). Tried and left out: filling textureless
+    # regions from the textured ones around them (push–pull, trust ∝ gradient energy): smooth 0.55 -> 0.44
+    # and footage background 0.361 -> 0.346, but objects 0.554 -> 0.574 and sprites 2.15 -> 2.33: colour-blind,
+    # it spreads a small object's motion over the flat background next to it.
     polish_windows: tuple[int, ...] = ()
     polish_mean_window: int = 11
     polish_damping: float = 3e-4
+    polish_noise_damping: float = 0.0
     polish_max_step: float = 1.0
     cgu_hidden: int = 32  # hidden channels of the CGU weight predictor
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the weights
@@ -121,6 +133,8 @@ class MotionConfig:
             raise ValueError(
                 f"polish_mean_window must be 0 (none) or odd and >= 3, got {self.polish_mean_window}"
             )
+        if self.polish_noise_damping < 0:
+            raise ValueError(f"polish_noise_damping must be >= 0, got {self.polish_noise_damping}")
         if self.polish_damping <= 0 or self.polish_max_step <= 0:
             raise ValueError(
                 "polish_damping and polish_max_step must be > 0, "

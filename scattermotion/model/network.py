@@ -119,6 +119,7 @@ class MotionNet(nn.Module):
             config.polish_mean_window,
             config.polish_damping,
             config.polish_max_step,
+            config.polish_noise_damping,
         )
         return replace(out, flows=polished)
 

@@ -71,6 +71,24 @@ def central_gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return dx, dy
 
 
+# Immerkær's noise operator (the difference of two Laplacians): zero on any locally linear image, so what it
+# sees of a smooth textured frame is mostly noise; its response to noise of σ has standard deviation 6σ.
+_NOISE_KERNEL = ((1.0, -2.0, 1.0), (-2.0, 4.0, -2.0), (1.0, -2.0, 1.0))
+_MAD_TO_SIGMA = 1.4826  # median absolute value → standard deviation, Gaussian
+
+
+def noise_variance(image: torch.Tensor) -> torch.Tensor:
+    """``N×1×H×W`` → ``N×1×1``: the variance of each image's sensor noise, by Immerkær (1996) with a median in
+    place of his mean, so that edges and texture barely move it. Every other row and column is enough (a
+    quarter of the cost: 0.9 against 3.0 ms for four 224×224 frames on 2 threads)."""
+    kernel = torch.tensor(_NOISE_KERNEL, dtype=image.dtype, device=image.device).view(1, 1, 3, 3)
+    response = F.conv2d(image, kernel, stride=2).abs().flatten(1)
+    # The median as the largest of the smaller half: ONNX has TopK but no median.
+    median = response.topk(response.shape[1] // 2 + 1, dim=1, largest=False).values[:, -1]
+    sigma = median * (_MAD_TO_SIGMA / 6.0)
+    return (sigma * sigma).view(-1, 1, 1)
+
+
 def lucas_kanade_step(
     first: torch.Tensor,
     first_gradients: torch.Tensor,
@@ -78,14 +96,15 @@ def lucas_kanade_step(
     flow: torch.Tensor,
     window: int,
     mean_window: int,
-    damping: float,
+    damping: float | torch.Tensor,
     max_step: float,
 ) -> torch.Tensor:
     """``N×2×H×W`` motion from grey ``first`` (``N×1×H×W``, its gradients ``N×2×H×W``) to ``second``
     (``N×3×H×W``: the grey frame and its gradients, warped together in one sample) after one damped
     Lucas–Kanade step. The step is solved per cell of ``CELL``×``CELL`` pixels from the products of every
     pixel, over ``window``×``window`` cells, and bilinearly resampled to the pixels; the brightness difference
-    loses its mean over ``mean_window`` cells (0: not). H and W must be multiples of ``CELL``."""
+    loses its mean over ``mean_window`` cells (0: not). ``damping``: a number or one per pair (``N×1×1``). H and W
+    must be multiples of ``CELL``."""
     warped = warp_features(second, flow)
     gradients = (warped[:, 1:] + first_gradients) * 0.5
     difference = warped[:, :1] - first
@@ -109,14 +128,20 @@ def photometric_polish(
     mean_window: int,
     damping: float,
     max_step: float,
+    noise_damping: float = 0.0,
 ) -> torch.Tensor:
     """``B×(T−1)×2×H×W`` motion of the consecutive pairs of ``B×T×3×H×W`` frames (in [0, 1]) after one
-    :func:`lucas_kanade_step` per entry of ``windows`` (its window, cells)."""
+    :func:`lucas_kanade_step` per entry of ``windows`` (its window, cells), each pair damped by ``damping`` +
+    ``noise_damping`` × its frames' mean :func:`noise_variance`."""
     luma = grey(frames).flatten(0, 1)
     with_gradients = torch.cat((luma, *central_gradients(luma)), 1).unflatten(0, frames.shape[:2])
     first = with_gradients[:, :-1].flatten(0, 1)
     second = with_gradients[:, 1:].flatten(0, 1)
     motion = flows.flatten(0, 1)
+    if noise_damping:
+        variance = noise_variance(luma).unflatten(0, frames.shape[:2])
+        pair_variance = ((variance[:, :-1] + variance[:, 1:]) * 0.5).flatten(0, 1)
+        damping = damping + noise_damping * pair_variance
     for window in windows:
         motion = lucas_kanade_step(
             first[:, :1], first[:, 1:], second, motion, window, mean_window, damping, max_step

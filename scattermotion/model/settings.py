@@ -22,6 +22,7 @@ INFERENCE_FIELDS = (
     "polish_windows",
     "polish_mean_window",
     "polish_damping",
+    "polish_noise_damping",
     "polish_max_step",
 )
 
