@@ -80,7 +80,8 @@ def test_no_texture_no_step_and_every_step_is_clamped():
 
 @pytest.mark.parametrize("sigma", [0.0, 0.01, 0.03])
 def test_noise_variance_reads_the_added_noise_through_the_texture(sigma: float):
-    frames, _ = textured_pair((0.0, 0.0), size=(96, 128), blurs=3)  # smooth at the pixel scale, as photographs
+    # smooth at the pixel scale, as photographs are
+    frames, _ = textured_pair((0.0, 0.0), size=(96, 128), blurs=3)
     image = frames[0, :1, :1] * 0.5 + 0.25  # one smooth textured grey image, away from the clamp
     noisy = image + sigma * torch.randn(image.shape, generator=torch.Generator().manual_seed(1))
     estimate = noise_variance(noisy).sqrt().item()

@@ -94,8 +94,8 @@ class MotionConfig:
     # noise: 0.3706 / 3.374 (0.355, 0.522; 34.53; 0.515, 2.149), shipped, in about 2 % more time than (3,)
     # (DIS-medium on the smooth / sprites clips: 0.229 / 2.315). Tried and left out: filling textureless
     # regions from the textured ones around them (push–pull, trust ∝ gradient energy): smooth 0.55 -> 0.44
-    # and footage background 0.361 -> 0.346, but objects 0.554 -> 0.574 and sprites 2.15 -> 2.33: colour-blind,
-    # it spreads a small object's motion over the flat background next to it.
+    # and footage background 0.361 -> 0.346, but objects 0.554 -> 0.574 and sprites 2.15 -> 2.33:
+    # colour-blind, it spreads a small object's motion over the flat background next to it.
     polish_windows: tuple[int, ...] = ()
     polish_mean_window: int = 11
     polish_damping: float = 3e-4

@@ -103,8 +103,8 @@ def lucas_kanade_step(
     (``N×3×H×W``: the grey frame and its gradients, warped together in one sample) after one damped
     Lucas–Kanade step. The step is solved per cell of ``CELL``×``CELL`` pixels from the products of every
     pixel, over ``window``×``window`` cells, and bilinearly resampled to the pixels; the brightness difference
-    loses its mean over ``mean_window`` cells (0: not). ``damping``: a number or one per pair (``N×1×1``). H and W
-    must be multiples of ``CELL``."""
+    loses its mean over ``mean_window`` cells (0: not). ``damping``: a number or one per pair (``N×1×1``). H
+    and W must be multiples of ``CELL``."""
     warped = warp_features(second, flow)
     gradients = (warped[:, 1:] + first_gradients) * 0.5
     difference = warped[:, :1] - first
