@@ -110,7 +110,7 @@ def test_static_export_fixes_the_size(weights_path, tmp_path):
     assert verify_onnx(out, load_weights(weights_path), clip) < TOLERANCE_PX
 
 
-def test_iterated_refinement_and_test_time_fusion_export(tmp_path):
+def test_iterated_refinement_test_time_fusion_and_polish_export(tmp_path):
     torch.manual_seed(1)
     config = MotionConfig.small(
         refine_iterations=2,
@@ -119,6 +119,8 @@ def test_iterated_refinement_and_test_time_fusion_export(tmp_path):
         backward_fusion_pass=1,
         backward_exchange=True,
         guided_smoothing=(3, 5),
+        polish_windows=(5, 3),
+        polish_noise_damping=3.0,  # its noise estimate needs a median, which ONNX has only as TopK
     )
     weights = save_weights(build_motion_net(config), tmp_path / "iterated.safetensors")
     out = export_onnx(weights, tmp_path / "iterated.onnx", dynamic=False, size=(32, 48))

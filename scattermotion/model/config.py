@@ -91,8 +91,10 @@ class MotionConfig:
     # objects of the footage pairs; reconstruction dB; 12 smooth and 12 sprites validation-seed clips of the
     # synthetic generator): (3,), damping 3e-4: 0.3770 / 3.452 (0.361, 0.558; 34.05; 0.596, 2.188); damping
     # 1e-5 alone 0.4357 / 3.400; 1e-5 + 2 × noise 0.3767 / 3.403 (34.09; 0.546, 2.153); (5, 3), 1e-5 + 3 ×
-    # noise: 0.3706 / 3.374 (0.355, 0.522; 34.53; 0.515, 2.149), shipped, in about 2 % more time than (3,)
-    # (DIS-medium on the smooth / sprites clips: 0.229 / 2.315). Tried and left out: filling textureless
+    # noise: 0.3706 / 3.374 (0.355, 0.522; 34.53; 0.515, 2.149); (7, 3) 0.3646 / 3.362 (0.349, 0.505;
+    # 34.43; 0.506, 2.139), shipped; (9, 3) 0.3623 / 3.359 (0.347, 0.501; 34.37; 0.500, 2.137); (11, 3)
+    # 0.3615 / 3.360 (34.32); (5, 5) 0.3665 / 3.374 (33.95); (7, 3, 3) 0.3763 / 3.375 (34.83). (DIS-medium
+    # on the smooth / sprites clips: 0.229 / 2.315.) Tried and left out: filling textureless
     # regions from the textured ones around them (push–pull, trust ∝ gradient energy): smooth 0.55 -> 0.44
     # and footage background 0.361 -> 0.346, but objects 0.554 -> 0.574 and sprites 2.15 -> 2.33:
     # colour-blind, it spreads a small object's motion over the flat background next to it.
