@@ -79,10 +79,11 @@ _MAD_TO_SIGMA = 1.4826  # median absolute value → standard deviation, Gaussian
 
 def noise_variance(image: torch.Tensor) -> torch.Tensor:
     """``N×1×H×W`` → ``N×1×1``: the variance of each image's sensor noise, by Immerkær (1996) with a median in
-    place of his mean, so that edges and texture barely move it. Every other row and column is enough (a
-    quarter of the cost: 0.9 against 3.0 ms for four 224×224 frames on 2 threads)."""
+    place of his mean, so that edges and texture barely move it. Every fourth row and column is enough: 0.7
+    ms for four 224×224 frames on 2 threads, against 3.0 ms at every pixel (and the same estimate within a
+    few percent: tests/test_polish.py)."""
     kernel = torch.tensor(_NOISE_KERNEL, dtype=image.dtype, device=image.device).view(1, 1, 3, 3)
-    response = F.conv2d(image, kernel, stride=2).abs().flatten(1)
+    response = F.conv2d(image, kernel, stride=4).abs().flatten(1)
     # The median as the largest of the smaller half: ONNX has TopK but no median.
     median = response.topk(response.shape[1] // 2 + 1, dim=1, largest=False).values[:, -1]
     sigma = median * (_MAD_TO_SIGMA / 6.0)
