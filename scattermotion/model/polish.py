@@ -84,7 +84,8 @@ def noise_variance(image: torch.Tensor) -> torch.Tensor:
     few percent: tests/test_polish.py)."""
     kernel = torch.tensor(_NOISE_KERNEL, dtype=image.dtype, device=image.device).view(1, 1, 3, 3)
     response = F.conv2d(image, kernel, stride=4).abs().flatten(1)
-    # The median as the largest of the smaller half: ONNX has TopK but no median.
+    # The median (the upper one of an even count) as the last of the n // 2 + 1 smallest: ONNX has TopK, no
+    # median.
     median = response.topk(response.shape[1] // 2 + 1, dim=1, largest=False).values[:, -1]
     sigma = median * (_MAD_TO_SIGMA / 6.0)
     return (sigma * sigma).view(-1, 1, 1)
