@@ -110,7 +110,7 @@ def test_static_export_fixes_the_size(weights_path, tmp_path):
     assert verify_onnx(out, load_weights(weights_path), clip) < TOLERANCE_PX
 
 
-def test_iterated_refinement_test_time_fusion_and_polish_export(tmp_path):
+def test_iterated_refinement_test_time_fusion_polish_and_propagation_export(tmp_path):
     torch.manual_seed(1)
     config = MotionConfig.small(
         refine_iterations=2,
@@ -121,6 +121,9 @@ def test_iterated_refinement_test_time_fusion_and_polish_export(tmp_path):
         guided_smoothing=(3, 5),
         polish_windows=(5, 3),
         polish_noise_damping=3.0,  # its noise estimate needs a median, which ONNX has only as TopK
+        propagation_offsets=(8, 4),
+        propagation_window=3,
+        propagation_noise=0.5,
     )
     weights = save_weights(build_motion_net(config), tmp_path / "iterated.safetensors")
     out = export_onnx(weights, tmp_path / "iterated.onnx", dynamic=False, size=(32, 48))

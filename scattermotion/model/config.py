@@ -103,6 +103,15 @@ class MotionConfig:
     polish_damping: float = 3e-4
     polish_noise_damping: float = 0.0
     polish_max_step: float = 1.0
+    # After the polish, at inference: one propagation per offset (px, even, largest first), each pixel
+    # taking the motion found that far to its right, left, below or above where it matches the frames
+    # better (scattermotion.model.propagation): costs over propagation_window × propagation_window cells
+    # of 2×2 px (odd, >= 3), a candidate taken where it costs less by a fraction propagation_margin and by
+    # propagation_noise × the pair's sensor-noise variance per cell. () none.
+    propagation_offsets: tuple[int, ...] = ()
+    propagation_window: int = 5
+    propagation_margin: float = 0.2
+    propagation_noise: float = 0.0
     cgu_hidden: int = 32  # hidden channels of the CGU weight predictor
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the weights
 
@@ -141,6 +150,18 @@ class MotionConfig:
             raise ValueError(
                 "polish_damping and polish_max_step must be > 0, "
                 f"got {self.polish_damping}, {self.polish_max_step}"
+            )
+        self.propagation_offsets = tuple(int(o) for o in self.propagation_offsets)
+        if any(o < 2 or o % 2 for o in self.propagation_offsets):
+            raise ValueError(
+                f"propagation_offsets must be even and >= 2, got {list(self.propagation_offsets)}"
+            )
+        if self.propagation_window < 3 or self.propagation_window % 2 == 0:
+            raise ValueError(f"propagation_window must be odd and >= 3, got {self.propagation_window}")
+        if self.propagation_margin < 0 or self.propagation_noise < 0:
+            raise ValueError(
+                "propagation_margin and propagation_noise must be >= 0, "
+                f"got {self.propagation_margin}, {self.propagation_noise}"
             )
         if any(self.passes(s) < 1 for s in self.decoder_strides[1:]):
             raise ValueError("refine_iterations must be >= 1")

@@ -17,6 +17,7 @@ from scattermotion.model.cues import CueDecoder, cosine_correlation, local_corre
 from scattermotion.model.encoder import ClipEncoder
 from scattermotion.model.filters import guided_mean, similarity_weights
 from scattermotion.model.polish import photometric_polish
+from scattermotion.model.propagation import propagate_motion
 from scattermotion.model.upsample import (
     MOTION_INPUT_SCALE,
     ContextGuidedUpsampler,
@@ -58,8 +59,8 @@ class MotionNet(nn.Module):
     """``forward(frames B×T×3×H×W in [0, 1], bidirectional=False) -> MotionOutput``.
 
     H and W must be multiples of ``self.stride`` (16); pad outside the model (:class:`InputPadder`). In eval
-    mode the (forward) motion gets the config's test-time averaging and then its photometric polish; training
-    and ``bidirectional`` decode the network's own motion only.
+    mode the (forward) motion gets the config's test-time averaging, its photometric polish and its
+    propagation; training and ``bidirectional`` decode the network's own motion only.
     """
 
     def __init__(self, config: MotionConfig | None = None):
@@ -110,18 +111,27 @@ class MotionNet(nn.Module):
             out = self.fused_motion(frames, config.test_time_mirror, config.test_time_backward)
         else:
             out = self._decode(frames, False)
-        if not config.polish_windows:
-            return out
-        polished = photometric_polish(
-            frames,
-            out.flows,
-            config.polish_windows,
-            config.polish_mean_window,
-            config.polish_damping,
-            config.polish_max_step,
-            config.polish_noise_damping,
-        )
-        return replace(out, flows=polished)
+        flows = out.flows
+        if config.polish_windows:
+            flows = photometric_polish(
+                frames,
+                flows,
+                config.polish_windows,
+                config.polish_mean_window,
+                config.polish_damping,
+                config.polish_max_step,
+                config.polish_noise_damping,
+            )
+        if config.propagation_offsets:
+            flows = propagate_motion(
+                frames,
+                flows,
+                config.propagation_offsets,
+                config.propagation_window,
+                config.propagation_margin,
+                config.propagation_noise,
+            )
+        return out if flows is out.flows else replace(out, flows=flows)
 
     def fused_motion(
         self, frames: torch.Tensor, mirror: str = "none", backward: bool = False, with_spread: bool = False

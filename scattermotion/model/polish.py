@@ -55,11 +55,16 @@ def _window_counts(length: int, size: int, like: torch.Tensor) -> torch.Tensor:
     return ((index + radius).clamp(max=length - 1) - (index - radius).clamp(min=0) + 1).to(like.dtype)
 
 
+def box_sum(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Sum of every ``size``×``size`` window of ``N×C×H×W``, centred, zeros beyond the edges."""
+    return _running_sum(_running_sum(x, size, -1), size, -2)
+
+
 def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
     """Mean of every ``size``×``size`` window of ``N×C×H×W``, over its pixels inside the image (as
     ``avg_pool2d(..., count_include_pad=False)``)."""
     height, width = x.shape[-2:]
-    sums = _running_sum(_running_sum(x, size, -1), size, -2)
+    sums = box_sum(x, size)
     counts = _window_counts(height, size, x).view(-1, 1) * _window_counts(width, size, x).view(1, -1)
     return sums / counts
 
@@ -84,11 +89,18 @@ def noise_variance(image: torch.Tensor) -> torch.Tensor:
     few percent: tests/test_polish.py)."""
     kernel = torch.tensor(_NOISE_KERNEL, dtype=image.dtype, device=image.device).view(1, 1, 3, 3)
     response = F.conv2d(image, kernel, stride=4).abs().flatten(1)
-    # The median (the upper one of an even count) as the last of the n // 2 + 1 smallest: ONNX has TopK, no
-    # median.
-    median = response.topk(response.shape[1] // 2 + 1, dim=1, largest=False).values[:, -1]
+    # The median (the upper one of an even count) as the largest of the n // 2 + 1 smallest: ONNX has TopK,
+    # no median. (Its largest, not its element [-1]: traced beside the propagation, that index was recorded
+    # as a wrong constant, and the exported noise estimate read a low quantile.)
+    median = response.topk(response.shape[1] // 2 + 1, dim=1, largest=False).values.amax(dim=1)
     sigma = median * (_MAD_TO_SIGMA / 6.0)
     return (sigma * sigma).view(-1, 1, 1)
+
+
+def pair_noise_variance(luma: torch.Tensor) -> torch.Tensor:
+    """``B×T×1×H×W`` grey clips → ``(B·(T−1))×1×1``: each consecutive pair's mean :func:`noise_variance`."""
+    variance = noise_variance(luma.flatten(0, 1)).unflatten(0, luma.shape[:2])
+    return ((variance[:, :-1] + variance[:, 1:]) * 0.5).flatten(0, 1)
 
 
 def lucas_kanade_step(
@@ -141,9 +153,7 @@ def photometric_polish(
     second = with_gradients[:, 1:].flatten(0, 1)
     motion = flows.flatten(0, 1)
     if noise_damping:
-        variance = noise_variance(luma).unflatten(0, frames.shape[:2])
-        pair_variance = ((variance[:, :-1] + variance[:, 1:]) * 0.5).flatten(0, 1)
-        damping = damping + noise_damping * pair_variance
+        damping = damping + noise_damping * pair_noise_variance(luma.unflatten(0, frames.shape[:2]))
     for window in windows:
         motion = lucas_kanade_step(
             first[:, :1], first[:, 1:], second, motion, window, mean_window, damping, max_step

@@ -24,6 +24,10 @@ INFERENCE_FIELDS = (
     "polish_damping",
     "polish_noise_damping",
     "polish_max_step",
+    "propagation_offsets",
+    "propagation_window",
+    "propagation_margin",
+    "propagation_noise",
 )
 
 
