@@ -107,7 +107,21 @@ class MotionConfig:
     # taking the motion found that far to its right, left, below or above where it matches the frames
     # better (scattermotion.model.propagation): costs over propagation_window × propagation_window cells
     # of 2×2 px (odd, >= 3), a candidate taken where it costs less by a fraction propagation_margin and by
-    # propagation_noise × the pair's sensor-noise variance per cell. () none.
+    # propagation_noise × the pair's sensor-noise variance per cell. () none. Why: on thin structures and
+    # small objects that move unlike their surroundings, the stride-8 cells blur two motions together over
+    # several pixels, beyond the polish's reach. Stage 23 at 7650 with the shipped settings before it;
+    # footage / synthetic validation EPE (footage background, objects; reconstruction dB; 12 + 12 smooth /
+    # sprites validation-seed clips): none 0.3647 / 3.362 (0.349, 0.505; 34.43; 0.506 / 2.139); [16, 8, 4],
+    # window 5, margin 0.2, noise 0.5: 0.3626 / 3.171 (0.347, 0.515; 34.38; 0.473 / 2.007); window 7
+    # 0.3641 / 3.205 (0.349, 0.514; 34.42; 0.476 / 2.029); no noise term (0.347, 0.552; 0.466 / 2.010):
+    # noise alone swaps a small object's motion for the background's; [24, 12, 6] 0.3635 / 3.118 (0.348,
+    # 0.508; 34.41; 0.451 / 1.985), shipped; [32, 16, 8, 4] (0.348, 0.530; 0.430 / 1.973) a level more
+    # time; with [7, 1] passes to pay for it 0.3719 / 3.245. A floor under the noise term (σ taken as at
+    # least 0.002 / 0.004 in [0, 1]: on clean frames flat regions match every candidate alike) costs the
+    # smooth clips 0.451 -> 0.468 / 0.501 and the sprites 1.985 -> 2.017 / 2.049; on 48 smooth
+    # validation-seed clips: none 0.5597, shipped 0.5185 (better on 22, worse on 17), floor 0.001 0.5203,
+    # 0.002 0.5365. Costs at every pixel instead of on a grid of 2×2 px cells: propagation.CELL. About 10 %
+    # of the forward time at 224×224 on 2 threads (interleaved A/B rounds).
     propagation_offsets: tuple[int, ...] = ()
     propagation_window: int = 5
     propagation_margin: float = 0.2
