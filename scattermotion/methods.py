@@ -20,6 +20,11 @@ LEARNED = "learned"
 CLASSICAL = "classical"
 OURS = "ours"
 REFINED = "ours-refined"
+PROPAGATED = "ours-propagated"
+# What ours-propagated adds to the packaged model: the propagation step after its polish
+# (scattermotion.model.propagation; the settings chosen on validation, MotionConfig's comments). Not in the
+# default because it costs about 15 % of the time, which takes the default below 30 pairs/s at 224×224.
+PROPAGATION_SETTINGS = (("propagation_offsets", (24, 12, 6)), ("propagation_noise", 0.5))
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,8 @@ class Method:
     """One motion method. ``preset``: a random-weights network of that preset (speed only: its motion is
     meaningless, so it is never scored); ``motion_source``: False for ``zero``, a floor to score against, not
     motion worth feeding to a classifier; ``refine``: our network's motion, then OpenCV's variational
-    refinement on it (:func:`scattermotion.baselines.refine_flow`)."""
+    refinement on it (:func:`scattermotion.baselines.refine_flow`); ``settings``: inference-only config
+    fields (``scattermotion.model.settings``) set on our network."""
 
     name: str
     label: str
@@ -37,6 +43,7 @@ class Method:
     precision: str = "fp32"
     motion_source: bool = True
     refine: bool = False
+    settings: tuple[tuple[str, object], ...] = ()
 
     @property
     def needs_torch(self) -> bool:
@@ -64,6 +71,13 @@ REGISTRY: dict[str, Method] = {
             LEARNED,
             "our network, then OpenCV's variational refinement on its motion, coarse to fine",
             refine=True,
+        ),
+        Method(
+            PROPAGATED,
+            "ours + propagation",
+            LEARNED,
+            "our network with the propagation step: better at motion boundaries, about 15 % slower",
+            settings=PROPAGATION_SETTINGS,
         ),
         Method("ours-small", "ours-small (random)", LEARNED, "small preset, random weights", preset="small"),
         Method("ours-large", "ours-large (random)", LEARNED, "large preset, random weights", preset="large"),
@@ -125,8 +139,8 @@ def check_methods(names: Iterable[str], allowed: Iterable[str] = SCORED) -> list
 def method_label(name: str, weights: str | os.PathLike | None = None) -> str:
     """The label tables show: the registry's, or ``ours (<weights file>)`` for ours with explicit weights."""
     if weights is not None and name in REGISTRY and REGISTRY[name].takes_weights:
-        refined = " + variational refinement" if REGISTRY[name].refine else ""
-        return f"{OURS} ({Path(weights).name}){refined}"
+        suffix = REGISTRY[name].label.removeprefix("ours (default model)").removeprefix("ours")
+        return f"{OURS} ({Path(weights).name}){suffix}"
     return REGISTRY[name].label if name in REGISTRY else name
 
 
@@ -159,6 +173,11 @@ def build_estimator(
     options = {"device": device, "fp16": fp16, "batch_size": batch_size, "min_side": min_side}
     if method.takes_weights:
         estimator = MotionEstimator.from_pretrained(weights, **options)
+        if method.settings:
+            from scattermotion.model.settings import with_settings
+
+            model = with_settings(estimator.model, dict(method.settings))
+            estimator = MotionEstimator(model, precision=estimator.precision, **options)
         if method.refine:
             from scattermotion.estimator import RefinedEstimator
 

@@ -37,6 +37,14 @@ def grey(frames: torch.Tensor) -> torch.Tensor:
     return (frames * weights).sum(-3, keepdim=True)
 
 
+def cell_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean of every ``CELL``×``CELL`` cell of ``N×C×H×W`` (H and W multiples of ``CELL``), as
+    ``avg_pool2d(x, CELL)``: strided slices added, 0.4 ms for five 224×224 maps of three pairs on 2 threads
+    where ``avg_pool2d`` took 1.7 ms."""
+    total = sum(x[..., i::CELL, j::CELL] for i in range(CELL) for j in range(CELL))
+    return total * (1.0 / (CELL * CELL))
+
+
 def _running_sum(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     """Sums of ``size`` consecutive values along ``dim`` (-1 or -2), centred, zeros beyond the edges: two ops
     from a cumulative sum whatever the size (a stride-1 ``avg_pool2d`` took 8 ms for five 224×224 maps of
@@ -123,11 +131,11 @@ def lucas_kanade_step(
     gradients = (warped[:, 1:] + first_gradients) * 0.5
     difference = warped[:, :1] - first
     if mean_window:
-        local_mean = box_mean(F.avg_pool2d(difference, CELL), mean_window)
+        local_mean = box_mean(cell_mean(difference), mean_window)
         difference = difference - F.interpolate(local_mean, scale_factor=CELL, mode="bilinear")
     dx, dy = gradients[:, :1], gradients[:, 1:]
     products = torch.cat((dx * dx, dx * dy, dy * dy, gradients * difference), 1)
-    xx, xy, yy, xt, yt = box_mean(F.avg_pool2d(products, CELL), window).unbind(1)
+    xx, xy, yy, xt, yt = box_mean(cell_mean(products), window).unbind(1)
     xx, yy = xx + damping, yy + damping
     det = xx * yy - xy * xy  # > 0: the damped 2×2 normal matrix is positive definite
     step = torch.stack((xy * yt - yy * xt, xy * xt - xx * yt), 1) / det[:, None]
