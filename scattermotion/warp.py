@@ -35,13 +35,13 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor
     from the nearest border pixel (border padding keeps gradients finite instead of fading to zero).
     """
     coords = _checked_coords(image, flow)
-    return _sample(image, coords), _inside(coords)[:, None].to(image.dtype)
+    return sample_points(image, coords), _inside(coords)[:, None].to(image.dtype)
 
 
 def warp_features(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """``backward_warp``'s ``warped`` alone: the decoder's passes warp features with every motion update and
     never read ``valid`` (its comparisons were a dozen small ops a pass)."""
-    return _sample(image, _checked_coords(image, flow))
+    return sample_points(image, _checked_coords(image, flow))
 
 
 def _checked_coords(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -54,14 +54,15 @@ def _checked_coords(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return flow_warp_coords(flow)
 
 
-def _sample(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """``image`` bilinearly sampled at absolute pixel ``coords`` (B×2×H×W), border values outside."""
-    height, width = coords.shape[-2:]
+def sample_points(image: torch.Tensor, coords: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """``image`` (``B×C×H×W``) sampled at absolute pixel ``coords`` (``B×2×h×w``, x first; any grid, such as
+    every second pixel), border values outside; ``mode`` as ``grid_sample``'s."""
+    height, width = image.shape[-2:]
     # align_corners=True maps -1 / +1 to the centres of the first / last pixel: x_norm = 2x / (W - 1) - 1.
     # Python scalars (not a tensor) so an ONNX trace keeps the scale tied to the input's size.
     x, y = coords[:, 0], coords[:, 1]
     grid = torch.stack((x * (2.0 / max(width - 1, 1)) - 1.0, y * (2.0 / max(height - 1, 1)) - 1.0), dim=-1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
 def _inside(coords: torch.Tensor) -> torch.Tensor:

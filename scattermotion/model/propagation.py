@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from scattermotion.model.polish import box_sum, grey, pair_noise_variance
+from scattermotion.warp import sample_points
 
 # Costs on every 2nd pixel of every 2nd row: a quarter of the samples. At every pixel (windows of 7 px,
 # offsets [16, 8, 4], no noise term) the validation figures were close (stage 23: smooth / sprites clips
@@ -44,18 +45,9 @@ def shifted(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     return padded[..., top : top + height, left : left + width]
 
 
-def sample(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """``image`` (``N×C×H×W``) sampled at ``points`` (``N×2×h×w``, absolute pixel x, y; any grid), border
-    values outside."""
-    height, width = image.shape[-2:]
-    x, y = points[:, 0], points[:, 1]
-    grid = torch.stack((x * (2.0 / max(width - 1, 1)) - 1.0, y * (2.0 / max(height - 1, 1)) - 1.0), dim=-1)
-    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
-
-
 def pixel_positions(like: torch.Tensor) -> torch.Tensor:
-    """``1×2×H×W`` (x, y) of every position of ``like`` (``N×C×H×W``). Built from cumulative sums, not from
-    the shape: the ONNX tracer recorded shape-derived numbers here as wrong constants."""
+    """``1×2×H×W`` (x, y) of every position of ``like`` (``N×C×H×W``): ``warp.pixel_grid`` built from
+    cumulative sums, not from the shape, which the ONNX tracer recorded here as wrong constants."""
     ones = torch.ones_like(like[:1, :1])
     return torch.cat((ones.cumsum(-1), ones.cumsum(-2)), 1) - 1.0
 
@@ -63,7 +55,7 @@ def pixel_positions(like: torch.Tensor) -> torch.Tensor:
 def match_cost(first: torch.Tensor, second: torch.Tensor, points: torch.Tensor, window: int) -> torch.Tensor:
     """Per cell, the windowed zero-mean sum of squared differences between ``first`` (its cells' pixels,
     ``N×1×h×w``) and ``second`` (``N×1×H×W``) sampled at ``points`` (``N×2×h×w``)."""
-    difference = first - sample(second, points)
+    difference = first - sample_points(second, points)
     # Two one-channel sums: faster than one of both channels stacked (the copy, and cache).
     return box_sum(difference * difference, window) - box_sum(difference, window).square() / (window * window)
 
@@ -104,7 +96,7 @@ def propagate(
         best = torch.where(taken, cheapest, best)
     # Every pixel takes the motion of the same pixel of its cell's source cell (nearest: exact values).
     moved = F.interpolate((state[:, 2:] - origin).round() * CELL, scale_factor=CELL, mode="nearest")
-    return sample(flow, pixel_positions(flow) + moved, mode="nearest")
+    return sample_points(flow, pixel_positions(flow) + moved, mode="nearest")
 
 
 def propagate_motion(
