@@ -63,14 +63,14 @@ def test_the_true_motion_is_kept_and_a_large_noise_term_changes_nothing():
 
 def test_propagate_motion_runs_every_consecutive_pair_of_a_clip():
     first, second, motion = two_motion_pair(seed=3)
-    # a 3-frame clip whose second pair repeats the first: both pairs must come out the same
+    # a 3-frame grey clip (first, second, second): each pair comes out as propagate() on its own two frames
     frames = torch.stack((first, second, second), 1).expand(1, 3, 3, *SIZE) * 1.0
     flows = torch.stack((motion, motion), 1)
     flows[:, :, :, :, EDGE : EDGE + 6] = 0.0
     out = propagate_motion(frames.clone(), flows, (8, 4), 3, 0.2)
     assert out.shape == flows.shape
-    fixed = propagate(first, second, flows[:, 0], (8, 4), 3, 0.2)
-    torch.testing.assert_close(out[:, 0], fixed)
+    torch.testing.assert_close(out[:, 0], propagate(first, second, flows[:, 0], (8, 4), 3, 0.2))
+    torch.testing.assert_close(out[:, 1], propagate(second, second, flows[:, 1], (8, 4), 3, 0.2))
 
 
 def test_motion_net_propagates_only_its_inference_motion_when_set():
