@@ -131,6 +131,24 @@ def test_iterated_refinement_test_time_fusion_polish_and_propagation_export(tmp_
     assert verify_onnx(out, load_weights(weights), clip) < TOLERANCE_PX
 
 
+def test_propagation_and_fill_export_with_dynamic_sizes(tmp_path):
+    """Their position grids and pyramid sizes must follow the input's size, not freeze at the traced one
+    (the export's self-check runs at another size; so does this one)."""
+    torch.manual_seed(2)
+    config = MotionConfig.small(
+        polish_windows=(3,),
+        propagation_offsets=(8, 4),
+        propagation_window=3,
+        fill_scale=1e-5,
+        fill_window=3,
+    )
+    weights = save_weights(build_motion_net(config), tmp_path / "filled.safetensors")
+    out = export_onnx(weights, tmp_path / "filled.onnx")
+    clip = torch.rand(1, 4, 3, 48, 80, generator=torch.Generator().manual_seed(0))
+    clip[..., 40:] = torch.tensor([0.6, 0.3, 0.2]).view(3, 1, 1)  # a flat half, which the fill fills
+    assert verify_onnx(out, load_weights(weights), clip) < TOLERANCE_PX
+
+
 def test_a_graph_that_disagrees_with_pytorch_is_not_written(weights_path, tmp_path, monkeypatch):
     """A warp whose grid scale is a tensor constant freezes at the traced size (the bug warp.py avoids): the
     self-check at another size must catch it, keep the old file and leave no temporary file."""

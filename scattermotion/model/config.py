@@ -126,6 +126,30 @@ class MotionConfig:
     propagation_window: int = 5
     propagation_margin: float = 0.2
     propagation_noise: float = 0.0
+    # Last, at inference: textureless regions take the motion of the textured ones around them
+    # (scattermotion.model.fill): a pixel's weight is λ / (λ + fill_scale + fill_noise × the pair's noise
+    # variance), λ the smaller eigenvalue of the first frame's structure tensor over fill_window × fill_window
+    # cells of 2×2 px (odd), and push–pull fills the motion by those weights. fill_scale 0: no fill. Why:
+    # flat regions get the decoder's near-uniform cues, often far from the scene's motion (a dark sky beside
+    # a pylon: 4 px off where DIS is 0.2). Stage 23 at 7650 with the shipped settings; 48 + 48 smooth /
+    # sprites validation-seed clips, 64 footage validation pairs (their objects): none 0.5597 / 1.6422,
+    # 0.3664 (0.4769); window 7, noise 3: scale 1e-5 0.5281 / 1.6431, 0.3466 (0.4797); 5e-6 0.5365 /
+    # 1.6382, 0.3471 (0.4795), shipped; 3e-6 0.5414 / 1.6391, 0.3472; 5e-6 with noise 4 0.5351 / 1.6405,
+    # 0.3381 (0.4837); with the colour guide below (σ 0.2, scale 1e-5) window 5 0.5341 / 1.6506, 0.3450
+    # (0.4792), window 9 0.5363 / 1.6443, 0.3487, noise 1 0.5383 / 1.6402, 0.3603, noise 6 0.5316 /
+    # 1.6571, 0.3232 (0.4867): noisy flat regions look textured, but a higher floor spreads a small
+    # object's motion over the flat background next to it. The 32 footage pairs of compare_checkpoints.py
+    # and the 24 reconstruction pairs of its --videos: none 0.3647, 34.43 dB; 0.3458, 34.42 dB. After the
+    # propagation ([24, 12, 6]): none 0.5184 / 1.5029, 0.3649 (0.4823); filled 0.4835 / 1.4982, 0.3432
+    # (0.4810) at 1e-5. Tried and left out: guiding the pull by colour (each coarser cell carrying the colour
+    # of the pixels its motion came from, the bilinear taps weighted by exp(−|Δcolour|² / 2σ²); Kopf et al.
+    # 2007's joint bilateral upsampling): σ 0.2 at every level 0.5426 / 1.6410, 0.3475 (0.4742), at the
+    # finest two 0.5370 / 1.6387 (0.4758), for 3.5 ms more per 3 pairs at 224×224 (the blind fill: about
+    # 2); and checking the filled motion's photometric cost against the current one's, which stopped
+    # nothing: flat regions match any motion.
+    fill_scale: float = 0.0
+    fill_window: int = 7
+    fill_noise: float = 3.0
     cgu_hidden: int = 32  # hidden channels of the CGU weight predictor
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the weights
 
@@ -177,6 +201,12 @@ class MotionConfig:
                 "propagation_margin and propagation_noise must be >= 0, "
                 f"got {self.propagation_margin}, {self.propagation_noise}"
             )
+        if self.fill_scale < 0 or self.fill_noise < 0:
+            raise ValueError(
+                f"fill_scale and fill_noise must be >= 0, got {self.fill_scale}, {self.fill_noise}"
+            )
+        if self.fill_window < 1 or self.fill_window % 2 == 0:
+            raise ValueError(f"fill_window must be odd and >= 1, got {self.fill_window}")
         if any(self.passes(s) < 1 for s in self.decoder_strides[1:]):
             raise ValueError("refine_iterations must be >= 1")
         self.backward_fusion_pass = int(self.backward_fusion_pass)
@@ -225,6 +255,15 @@ class MotionConfig:
     def smoothing_window(self, stride: int) -> int:
         """The guided smoothing's window at the refinement level at ``stride`` (1: none)."""
         return self._at_level(self.guided_smoothing, stride)
+
+    @property
+    def uses_noise_variance(self) -> bool:
+        """Whether an inference step after the decoder scales by the pairs' sensor-noise variance."""
+        return bool(
+            (self.polish_windows and self.polish_noise_damping)
+            or (self.propagation_offsets and self.propagation_noise)
+            or (self.fill_scale and self.fill_noise)
+        )
 
     def channels_at(self, stride: int) -> int:
         return self.channels[PYRAMID_STRIDES.index(stride)]

@@ -15,8 +15,9 @@ from torch import nn
 from scattermotion.model.config import MIRROR_AXES, MotionConfig
 from scattermotion.model.cues import CueDecoder, cosine_correlation, local_correlation, unit_channels
 from scattermotion.model.encoder import ClipEncoder
+from scattermotion.model.fill import fill_motion
 from scattermotion.model.filters import guided_mean, similarity_weights
-from scattermotion.model.polish import photometric_polish
+from scattermotion.model.polish import grey, pair_noise_variance, photometric_polish
 from scattermotion.model.propagation import propagate_motion
 from scattermotion.model.upsample import (
     MOTION_INPUT_SCALE,
@@ -59,8 +60,8 @@ class MotionNet(nn.Module):
     """``forward(frames B×T×3×H×W in [0, 1], bidirectional=False) -> MotionOutput``.
 
     H and W must be multiples of ``self.stride`` (16); pad outside the model (:class:`InputPadder`). In eval
-    mode the (forward) motion gets the config's test-time averaging, its photometric polish and its
-    propagation; training and ``bidirectional`` decode the network's own motion only.
+    mode the (forward) motion gets the config's test-time averaging, its photometric polish, its
+    propagation and its fill; training and ``bidirectional`` decode the network's own motion only.
     """
 
     def __init__(self, config: MotionConfig | None = None):
@@ -112,6 +113,8 @@ class MotionNet(nn.Module):
         else:
             out = self._decode(frames, False)
         flows = out.flows
+        # The pairs' noise variance, once for every step that scales by it (0.7 ms for four 224×224 frames)
+        variance = pair_noise_variance(grey(frames)) if config.uses_noise_variance else None
         if config.polish_windows:
             flows = photometric_polish(
                 frames,
@@ -121,6 +124,7 @@ class MotionNet(nn.Module):
                 config.polish_damping,
                 config.polish_max_step,
                 config.polish_noise_damping,
+                variance,
             )
         if config.propagation_offsets:
             flows = propagate_motion(
@@ -130,6 +134,11 @@ class MotionNet(nn.Module):
                 config.propagation_window,
                 config.propagation_margin,
                 config.propagation_noise,
+                variance,
+            )
+        if config.fill_scale:
+            flows = fill_motion(
+                frames, flows, config.fill_window, config.fill_scale, config.fill_noise, variance
             )
         return out if flows is out.flows else replace(out, flows=flows)
 

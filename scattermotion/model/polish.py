@@ -151,17 +151,21 @@ def photometric_polish(
     damping: float,
     max_step: float,
     noise_damping: float = 0.0,
+    variance: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``B×(T−1)×2×H×W`` motion of the consecutive pairs of ``B×T×3×H×W`` frames (in [0, 1]) after one
     :func:`lucas_kanade_step` per entry of ``windows`` (its window, cells), each pair damped by ``damping`` +
-    ``noise_damping`` × its frames' mean :func:`noise_variance`."""
+    ``noise_damping`` × its frames' mean :func:`noise_variance` (``variance``: that, already computed by
+    :func:`pair_noise_variance`)."""
     luma = grey(frames).flatten(0, 1)
     with_gradients = torch.cat((luma, *central_gradients(luma)), 1).unflatten(0, frames.shape[:2])
     first = with_gradients[:, :-1].flatten(0, 1)
     second = with_gradients[:, 1:].flatten(0, 1)
     motion = flows.flatten(0, 1)
     if noise_damping:
-        damping = damping + noise_damping * pair_noise_variance(luma.unflatten(0, frames.shape[:2]))
+        if variance is None:
+            variance = pair_noise_variance(luma.unflatten(0, frames.shape[:2]))
+        damping = damping + noise_damping * variance
     for window in windows:
         motion = lucas_kanade_step(
             first[:, :1], first[:, 1:], second, motion, window, mean_window, damping, max_step

@@ -115,12 +115,16 @@ def propagate_motion(
     window: int,
     margin: float,
     noise: float = 0.0,
+    variance: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``B×(T−1)×2×H×W`` motion of the consecutive pairs of ``B×T×3×H×W`` frames (in [0, 1]) after
-    :func:`propagate`, each pair's ``noise`` term that many times its frames' mean noise variance."""
+    :func:`propagate`, each pair's ``noise`` term that many times its frames' mean noise variance
+    (``variance``: :func:`~scattermotion.model.polish.pair_noise_variance`, if already computed)."""
     luma = grey(frames)
     first = luma[:, :-1].flatten(0, 1)
     second = luma[:, 1:].flatten(0, 1)
-    bias = noise * pair_noise_variance(luma)[..., None] if noise else 0.0
+    if noise and variance is None:
+        variance = pair_noise_variance(luma)
+    bias = noise * variance[..., None] if noise else 0.0
     motion = propagate(first, second, flows.flatten(0, 1), offsets, window, margin, bias)
     return motion.unflatten(0, flows.shape[:2])

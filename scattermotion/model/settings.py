@@ -28,6 +28,9 @@ INFERENCE_FIELDS = (
     "propagation_window",
     "propagation_margin",
     "propagation_noise",
+    "fill_scale",
+    "fill_window",
+    "fill_noise",
 )
 
 
