@@ -21,9 +21,9 @@ CLASSICAL = "classical"
 OURS = "ours"
 REFINED = "ours-refined"
 PROPAGATED = "ours-propagated"
-# What ours-propagated adds to the packaged model: the propagation step after its polish
+# What ours-propagated adds to the packaged model: the propagation step after its polish and before its fill
 # (scattermotion.model.propagation; the settings chosen on validation, MotionConfig's comments). Not in the
-# default because it costs about 15 % of the time, which takes the default below 30 pairs/s at 224×224.
+# default because it costs 9-15 % of the time, which takes the default below 30 pairs/s at 224×224.
 PROPAGATION_SETTINGS = (("propagation_offsets", (24, 12, 6)), ("propagation_noise", 0.5))
 
 

@@ -138,15 +138,15 @@ class MotionConfig:
     # 0.3381 (0.4837); with the colour guide below (σ 0.2, scale 1e-5) window 5 0.5341 / 1.6506, 0.3450
     # (0.4792), window 9 0.5363 / 1.6443, 0.3487, noise 1 0.5383 / 1.6402, 0.3603, noise 6 0.5316 /
     # 1.6571, 0.3232 (0.4867): noisy flat regions look textured, but a higher floor spreads a small
-    # object's motion over the flat background next to it. The 32 footage pairs of compare_checkpoints.py
-    # and the 24 reconstruction pairs of its --videos: none 0.3647, 34.43 dB; 0.3458, 34.42 dB. After the
-    # propagation ([24, 12, 6]): none 0.5184 / 1.5029, 0.3649 (0.4823); filled 0.4835 / 1.4982, 0.3432
-    # (0.4810) at 1e-5. Tried and left out: guiding the pull by colour (each coarser cell carrying the colour
-    # of the pixels its motion came from, the bilinear taps weighted by exp(−|Δcolour|² / 2σ²); Kopf et al.
-    # 2007's joint bilateral upsampling): σ 0.2 at every level 0.5426 / 1.6410, 0.3475 (0.4742), at the
-    # finest two 0.5370 / 1.6387 (0.4758), for 3.5 ms more per 3 pairs at 224×224 (the blind fill: about
-    # 2); and checking the filled motion's photometric cost against the current one's, which stopped
-    # nothing: flat regions match any motion.
+    # object's motion over the flat background next to it. The 32 footage / 8 synthetic pairs of
+    # compare_checkpoints.py and the 24 reconstruction pairs of its --videos: none 0.3647 / 3.362, 34.43 dB;
+    # shipped 0.3454 / 3.354, 34.41 dB. After the propagation ([24, 12, 6]): none 0.5184 / 1.5029, 0.3649
+    # (0.4823); shipped 0.4888 / 1.4870, 0.3437 (0.4810). Tried and left out: guiding the pull by colour
+    # (each coarser cell carrying the colour of the pixels its motion came from, the bilinear taps weighted
+    # by exp(−|Δcolour|² / 2σ²); Kopf et al. 2007's joint bilateral upsampling): σ 0.2 at every level
+    # 0.5426 / 1.6410, 0.3475 (0.4742), at the finest two 0.5370 / 1.6387 (0.4758), for 3.5 ms more per 3
+    # pairs at 224×224 (the plain fill: 2.6 ms in the forward); and checking the filled motion's
+    # photometric cost against the current one's, which stopped nothing: flat regions match any motion.
     fill_scale: float = 0.0
     fill_window: int = 7
     fill_noise: float = 3.0
