@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from scattermotion.model.polish import grey
+from scattermotion.model.photometry import grey
 from scattermotion.warp import backward_warp
 
 

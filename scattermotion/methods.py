@@ -76,7 +76,7 @@ REGISTRY: dict[str, Method] = {
             PROPAGATED,
             "ours + propagation",
             LEARNED,
-            "our network with the propagation step: better at motion boundaries, about 15 % slower",
+            "our network with the propagation step: better at motion boundaries, 9-15 % slower",
             settings=PROPAGATION_SETTINGS,
         ),
         Method("ours-small", "ours-small (random)", LEARNED, "small preset, random weights", preset="small"),

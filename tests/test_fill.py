@@ -11,6 +11,9 @@ from tiny_models import tiny_config
 
 from scattermotion.model import MotionNet
 from scattermotion.model.fill import fill, fill_motion, push_pull, texture_weights
+from scattermotion.model.photometry import cell_mean
+from scattermotion.model.polish import photometric_polish
+from scattermotion.model.propagation import propagate_motion
 from scattermotion.model.settings import INFERENCE_FIELDS
 
 SIZE = (48, 64)
@@ -79,10 +82,54 @@ def test_motion_net_fills_only_its_inference_motion_when_set():
     changed = MotionNet(dataclasses.replace(net.config, fill_scale=1e-4, fill_window=3)).eval()
     changed.load_state_dict(net.state_dict())
     frames = torch.rand(1, 3, 3, 32, 48)
+    frames[..., 24:] = 0.5  # a flat part for the fill to fill
     with torch.no_grad():
         expected = fill_motion(frames, net(frames).flows, 3, 1e-4, 3.0)
+        assert not torch.allclose(expected, net(frames).flows, atol=1e-3)
         torch.testing.assert_close(changed(frames).flows, expected)
         torch.testing.assert_close(changed(frames, bidirectional=True).flows, net(frames, True).flows)
+
+
+def test_a_frame_without_texture_keeps_its_mean_motion():
+    """Nothing to weigh anywhere: every cell takes the image's mean motion (as the pyramid averages it, edge
+    cells of odd-sized levels counting a little more), not zero; the pixels keep their detail within cells."""
+    flow = torch.randn(1, 2, 16, 24, generator=torch.Generator().manual_seed(7))
+    flow = flow + torch.tensor([3.0, -2.0]).view(1, 2, 1, 1)
+    filled = fill(flow, torch.full((1, 1, 16, 24), 0.3), 3, 0.0)  # no texture anywhere, and a zero floor
+    assert torch.isfinite(filled).all()
+    cells_taken = filled - (flow - F.interpolate(cell_mean(flow), scale_factor=2, mode="bilinear"))
+    mean = flow.mean((-2, -1), keepdim=True)
+    assert (cells_taken - mean).abs().max() < 0.05
+    assert (cells_taken - cells_taken[..., :1, :1]).abs().max() < 1e-4  # one motion for every cell
+
+
+def test_the_noise_variance_computed_once_gives_the_same_motion_as_each_step_computing_it():
+    torch.manual_seed(0)
+    config = dataclasses.replace(
+        tiny_config(),
+        polish_windows=(3,),
+        polish_noise_damping=3.0,
+        propagation_offsets=(8, 4),
+        propagation_window=3,
+        propagation_noise=0.5,
+        fill_scale=1e-5,
+        fill_window=3,
+    )
+    assert config.uses_noise_variance
+    assert not dataclasses.replace(
+        config, polish_noise_damping=0.0, propagation_noise=0.0, fill_noise=0.0
+    ).uses_noise_variance
+    net = MotionNet(config).eval()
+    frames = torch.rand(1, 3, 3, 32, 48)
+    frames[..., 24:] = 0.5
+    plain = MotionNet(dataclasses.replace(config, polish_windows=(), propagation_offsets=(), fill_scale=0.0))
+    plain.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        motion = plain.eval()(frames).flows
+        motion = photometric_polish(frames, motion, (3,), 11, 3e-4, 1.0, 3.0)
+        motion = propagate_motion(frames, motion, (8, 4), 3, 0.2, 0.5)
+        motion = fill_motion(frames, motion, 3, 1e-5, 3.0)
+        torch.testing.assert_close(net(frames).flows, motion)
 
 
 def test_fill_settings_are_checked_and_round_trip():

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from tiny_models import tiny_config
 
 from scattermotion.model import MotionNet
-from scattermotion.model.polish import box_mean, noise_variance, photometric_polish
+from scattermotion.model.photometry import box_mean, noise_variance
+from scattermotion.model.polish import photometric_polish
 from scattermotion.warp import warp_features
 
 SETTINGS = dict(mean_window=11, damping=3e-4, max_step=1.0)

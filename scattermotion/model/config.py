@@ -85,19 +85,21 @@ class MotionConfig:
     # 5 px): footage 0.61.
     # Damping 1e-4 / 3e-4 (per pixel, (9, 5)): 0.4142 / 0.3933. Fewer stride-8 passes instead of [8, 1]
     # lose the synthetic pairs: [7, 1] 3.652, [6, 1] 3.762 (with (9, 5) px).
-    # polish_noise_damping adds that many times the pair's sensor-noise variance (polish.noise_variance) to
-    # the damping: the footage validation pairs carry noise of σ ≈ 4 grey levels, which wants heavy damping,
-    # clean frames want little. Stage 23 at 7650, [8, 1] passes; footage / synthetic EPE (background and
-    # objects of the footage pairs; reconstruction dB; 12 smooth and 12 sprites validation-seed clips of the
-    # synthetic generator): (3,), damping 3e-4: 0.3770 / 3.452 (0.361, 0.558; 34.05; 0.596, 2.188); damping
-    # 1e-5 alone 0.4357 / 3.400; 1e-5 + 2 × noise 0.3767 / 3.403 (34.09; 0.546, 2.153); (5, 3), 1e-5 + 3 ×
-    # noise: 0.3706 / 3.374 (0.355, 0.522; 34.53; 0.515, 2.149); (7, 3) 0.3646 / 3.362 (0.349, 0.505;
-    # 34.43; 0.506, 2.139), shipped; (9, 3) 0.3623 / 3.359 (0.347, 0.501; 34.37; 0.500, 2.137); (11, 3)
-    # 0.3615 / 3.360 (34.32); (5, 5) 0.3665 / 3.374 (33.95); (7, 3, 3) 0.3763 / 3.375 (34.83). (DIS-medium
-    # on the smooth / sprites clips: 0.229 / 2.315.) Tried and left out: filling textureless
-    # regions from the textured ones around them (push–pull, trust ∝ gradient energy): smooth 0.55 -> 0.44
-    # and footage background 0.361 -> 0.346, but objects 0.554 -> 0.574 and sprites 2.15 -> 2.33:
-    # colour-blind, it spreads a small object's motion over the flat background next to it.
+    # polish_noise_damping adds that many times the pair's sensor-noise variance (photometry.noise_variance)
+    # to the damping: the footage validation pairs carry noise of σ ≈ 4 grey levels, which wants heavy
+    # damping, clean frames want little. Stage 23 at 7650, [8, 1] passes; footage / synthetic EPE (background
+    # and objects of the footage pairs; reconstruction dB; 12 smooth and 12 sprites validation-seed clips of
+    # the synthetic generator): (3,), damping 3e-4: 0.3770 / 3.452 (0.361, 0.558; 34.05; 0.596, 2.188);
+    # damping 1e-5 alone 0.4357 / 3.400; 1e-5 + 2 × noise 0.3767 / 3.403 (34.09; 0.546, 2.153); (5, 3), 1e-5 +
+    # 3 × noise: 0.3706 / 3.374 (0.355, 0.522; 34.53; 0.515, 2.149); (7, 3) 0.3646 / 3.362 (0.349, 0.505;
+    # 34.43; 0.506, 2.139), shipped; (9, 3) 0.3623 / 3.359 (0.347, 0.501; 34.37; 0.500, 2.137); (11, 3) 0.3615
+    # / 3.360 (34.32); (5, 5) 0.3665 / 3.374 (33.95); (7, 3, 3) 0.3763 / 3.375 (34.83). (DIS-medium on the
+    # smooth / sprites clips: 0.229 / 2.315.) Tried and left out then: filling textureless regions from the
+    # textured ones around them (push–pull, trust ∝ gradient energy): smooth 0.55 -> 0.44 and footage
+    # background 0.361 -> 0.346, but objects 0.554 -> 0.574 and sprites 2.15 -> 2.33: colour-blind, it spreads
+    # a small object's motion over the flat background next to it. (The fill shipped since, fill_scale below,
+    # weighs by the structure tensor's smaller eigenvalue over a noise-aware floor and runs last: its figures
+    # are there.)
     polish_windows: tuple[int, ...] = ()
     polish_mean_window: int = 11
     polish_damping: float = 3e-4
@@ -120,8 +122,8 @@ class MotionConfig:
     # least 0.002 / 0.004 in [0, 1]: on clean frames flat regions match every candidate alike) costs the
     # smooth clips 0.451 -> 0.468 / 0.501 and the sprites 1.985 -> 2.017 / 2.049; on 48 smooth
     # validation-seed clips: none 0.5597, shipped 0.5185 (better on 22, worse on 17), floor 0.001 0.5203,
-    # 0.002 0.5365. Costs at every pixel instead of on a grid of 2×2 px cells: propagation.CELL. About 10 %
-    # of the forward time at 224×224 on 2 threads (interleaved A/B rounds).
+    # 0.002 0.5365. Costs at every pixel instead of on a grid of 2×2 px cells: propagation.CELL. About 9-15 %
+    # of the forward time at 224×224 on 2 threads (interleaved A/B rounds on different days).
     propagation_offsets: tuple[int, ...] = ()
     propagation_window: int = 5
     propagation_margin: float = 0.2
@@ -135,7 +137,8 @@ class MotionConfig:
     # sprites validation-seed clips, 64 footage validation pairs (their objects): none 0.5597 / 1.6422,
     # 0.3664 (0.4769); window 7, noise 3: scale 1e-5 0.5281 / 1.6431, 0.3466 (0.4797); 5e-6 0.5365 /
     # 1.6382, 0.3471 (0.4795), shipped; 3e-6 0.5414 / 1.6391, 0.3472; 5e-6 with noise 4 0.5351 / 1.6405,
-    # 0.3381 (0.4837); with the colour guide below (σ 0.2, scale 1e-5) window 5 0.5341 / 1.6506, 0.3450
+    # 0.3381 (0.4837); with the colour guide below (σ 0.2, scale 1e-5; the plain fill's window and a
+    # noise factor above 4 were not swept) window 5 0.5341 / 1.6506, 0.3450
     # (0.4792), window 9 0.5363 / 1.6443, 0.3487, noise 1 0.5383 / 1.6402, 0.3603, noise 6 0.5316 /
     # 1.6571, 0.3232 (0.4867): noisy flat regions look textured, but a higher floor spreads a small
     # object's motion over the flat background next to it. The 32 footage / 8 synthetic pairs of

@@ -17,7 +17,8 @@ from scattermotion.model.cues import CueDecoder, cosine_correlation, local_corre
 from scattermotion.model.encoder import ClipEncoder
 from scattermotion.model.fill import fill_motion
 from scattermotion.model.filters import guided_mean, similarity_weights
-from scattermotion.model.polish import grey, pair_noise_variance, photometric_polish
+from scattermotion.model.photometry import grey, pair_noise_variance
+from scattermotion.model.polish import photometric_polish
 from scattermotion.model.propagation import propagate_motion
 from scattermotion.model.upsample import (
     MOTION_INPUT_SCALE,

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from scattermotion.model.polish import box_sum, grey, pair_noise_variance
+from scattermotion.model.photometry import box_sum, grey, pair_noise_variance
 from scattermotion.warp import sample_points
 
 # Costs on every 2nd pixel of every 2nd row: a quarter of the samples. At every pixel (windows of 7 px,
@@ -35,10 +35,13 @@ from scattermotion.warp import sample_points
 CELL = 2
 DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 # Costs closer than this (squared grey levels in [0, 1], summed over the window) are a tie: in a flat region
-# every cost is the cumulative sums' rounding (±1e-7 and below; up to 1.5e-6 between PyTorch and ONNX
-# Runtime), which decided swaps there and made the exported graph disagree with PyTorch by up to 20 px on
-# clips with flat regions. Validation (48 + 48 smooth / sprites clips, the fill after it): 0.4954 / 1.4899
-# without, 0.4957 / 1.4889 with this floor and tie rule; a floor of 1e-5 0.5016 / 1.4950.
+# every cost is the cumulative sums' rounding (±1e-7 and below at the sizes tested, 48×80 to 96×64 px;
+# between PyTorch and ONNX Runtime up to 1.5e-6 over textured windows), which decided swaps there and made
+# the exported graph disagree with PyTorch by up to 20 px on clips with flat regions. The rounding grows with
+# a row's running sum, so on much wider frames it may reach the floor again; the fill after the propagation
+# overwrites flat regions in the shipped setting. Validation (48 + 48 smooth / sprites clips, followed by an
+# experimental colour-guided fill): 0.4954 / 1.4899 without, 0.4957 / 1.4889 with this floor and tie rule;
+# a floor of 1e-5 0.5016 / 1.4950.
 COST_FLOOR = 1e-6
 
 
@@ -119,7 +122,7 @@ def propagate_motion(
 ) -> torch.Tensor:
     """``B×(T−1)×2×H×W`` motion of the consecutive pairs of ``B×T×3×H×W`` frames (in [0, 1]) after
     :func:`propagate`, each pair's ``noise`` term that many times its frames' mean noise variance
-    (``variance``: :func:`~scattermotion.model.polish.pair_noise_variance`, if already computed)."""
+    (``variance``: :func:`~scattermotion.model.photometry.pair_noise_variance`, if already computed)."""
     luma = grey(frames)
     first = luma[:, :-1].flatten(0, 1)
     second = luma[:, 1:].flatten(0, 1)
