@@ -466,8 +466,12 @@ def test_backward_fusion_pass_fuses_inside_the_output_level_and_decodes_only_the
     early, early_batches = decode(1)
     assert early_batches == [12, 6]  # the pass after the fusion decodes the forward pairs only
     assert not torch.allclose(early, last)
-    with pytest.raises(ValueError, match="backward_fusion_pass"):
-        dataclasses.replace(tiny_net.config, refine_iterations=2, backward_fusion_pass=3)
+    before, before_batches = decode(-1)  # -1: before the first pass, the whole level on the forward pairs
+    assert before_batches == [6, 6]
+    assert not torch.allclose(before, early) and not torch.allclose(before, last)
+    for wrong in (3, -2):
+        with pytest.raises(ValueError, match="backward_fusion_pass"):
+            dataclasses.replace(tiny_net.config, refine_iterations=2, backward_fusion_pass=wrong)
 
 
 def test_backward_exchange_averages_each_direction_with_the_other_landed_on_it(tiny_net: MotionNet):

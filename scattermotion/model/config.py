@@ -48,7 +48,12 @@ class MotionConfig:
     # encoder once) and average it, read where the forward motion lands and negated, with the forward one.
     test_time_backward: bool = False
     # With test_time_backward: the pass of the output level after which the backward motion is averaged in;
-    # the passes after it decode the forward pairs only. 0: after the last pass, before the upsampling.
+    # the passes after it decode the forward pairs only. 0: after the last pass, before the upsampling; -1:
+    # before the first pass (the level above's motion, upsampled), so the whole level decodes the forward
+    # pairs only: half its work, 8 % of a forward of the default model (224x224, 2 threads, interleaved),
+    # for a little accuracy (stage 23 @7650, shipped settings, 48 + 48 smooth / sprites validation clips, 64
+    # footage validation pairs and their objects: after pass 1 0.5364 / 1.6372 / 0.3367 / 0.4796, before it
+    # 0.5476 / 1.6568 / 0.3387 / 0.4893).
     # Fusing earlier frees time for more passes at stride 8: stage 22, 32 footage / 8 synthetic validation
     # pairs, EPE px, 224x224 2-thread time per forward (one run): [6, 2] fused after pass 2 0.4628 / 4.164 /
     # 95.0 ms; [8, 2] after pass 1 0.4590 / 3.985 / 95.0 ms; [8, 2] after pass 2 0.4544 / 4.012 but slower.
@@ -213,10 +218,10 @@ class MotionConfig:
         if any(self.passes(s) < 1 for s in self.decoder_strides[1:]):
             raise ValueError("refine_iterations must be >= 1")
         self.backward_fusion_pass = int(self.backward_fusion_pass)
-        if not 0 <= self.backward_fusion_pass <= self.passes(self.output_stride):
+        if not -1 <= self.backward_fusion_pass <= self.passes(self.output_stride):
             raise ValueError(
-                f"backward_fusion_pass must be 0 (after the last pass) or a pass of the output level "
-                f"(1..{self.passes(self.output_stride)}), got {self.backward_fusion_pass}"
+                "backward_fusion_pass must be -1 (before the first pass), 0 (after the last) or a pass of the "
+                f"output level (1..{self.passes(self.output_stride)}), got {self.backward_fusion_pass}"
             )
         if self.test_time_mirror not in MIRROR_AXES:
             raise ValueError(f"test_time_mirror must be one of {sorted(MIRROR_AXES)}")
