@@ -23,7 +23,7 @@ from pathlib import Path
 from scattermotion.benchmark import DEFAULT_SIZES, parse_threads, run_benchmark, to_markdown
 from scattermotion.data.fetched import ensure_data
 from scattermotion.io.atomic import write_json_atomic
-from scattermotion.methods import PROPAGATED, REFINED
+from scattermotion.methods import ACCURATE, REFINED
 from scattermotion.model import MotionConfig
 from scattermotion.precision import cpu_bf16_flags
 
@@ -42,7 +42,7 @@ def main() -> int:
     ensure_data()
     # ours-refined: the packaged model plus its variational refinement (the refinement's cost is in the
     # frames, not the weights, so the packaged model stands in for any trained small network)
-    methods = ["tvl1", "dis", "ours", PROPAGATED, "ours-small", REFINED] + (
+    methods = ["tvl1", "dis", "ours", ACCURATE, "ours-small", REFINED] + (
         [] if args.no_large else ["ours-large"]
     )
     if cpu_bf16_flags():  # bf16 inference (MotionEstimator(precision="bf16")) where the CPU runs it natively

@@ -24,13 +24,13 @@ from scattermotion.data.robustness import RobustnessPairs
 from scattermotion.errors import InputError
 from scattermotion.inputs import parse_size
 from scattermotion.io.atomic import check_output_file, write_bytes_atomic, write_json_atomic
-from scattermotion.methods import OURS, PROPAGATED, REFINED, REGISTRY, build_estimators, method_label
+from scattermotion.methods import OURS, ACCURATE, REFINED, REGISTRY, build_estimators, method_label
 from scattermotion.reporting import machine_info
 from scattermotion.robustness import run_robustness, to_markdown
 from scattermotion.threads import set_threads
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = (OURS, PROPAGATED, REFINED, "tvl1", "dis", "farneback", "zero")
+METHODS = (OURS, ACCURATE, REFINED, "tvl1", "dis", "farneback", "zero")
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -81,23 +81,23 @@ def test_the_cli_says_it_in_one_line(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and err.count("\n") == 1
     assert err.startswith(
-        "error: unknown method 'raft'; choose from ours, ours-refined, ours-propagated, tvl1"
+        "error: unknown method 'raft'; choose from ours, ours-refined, ours-accurate, tvl1"
     )
 
 
-def test_ours_propagated_is_the_packaged_model_with_the_propagation_step(tmp_path):
+def test_ours_accurate_is_the_packaged_model_fusing_the_directions_late(tmp_path):
     from scattermotion.model import MotionConfig, build_motion_net, save_weights
 
-    weights = save_weights(
-        build_motion_net(MotionConfig.small(refine_iterations=1)), tmp_path / "w.safetensors"
-    )
+    config = MotionConfig.small(refine_iterations=[2, 1], test_time_backward=True, backward_fusion_pass=-1)
+    weights = save_weights(build_motion_net(config), tmp_path / "w.safetensors")
     plain = build_estimator("ours", weights)
-    propagated = build_estimator("ours-propagated", weights)
-    assert plain.model.config.propagation_offsets == ()
-    assert propagated.model.config.propagation_offsets == (24, 12, 6)
+    accurate = build_estimator("ours-accurate", weights)
+    assert plain.model.config.backward_fusion_pass == -1
+    assert accurate.model.config.backward_fusion_pass == 1
     frames = [np.random.default_rng(i).integers(0, 256, (32, 48, 3), np.uint8) for i in range(3)]
-    assert propagated.estimate_clip(frames).shape == plain.estimate_clip(frames).shape
-    assert method_label("ours-propagated", weights) == "ours (w.safetensors) + propagation"
+    plain_motion, accurate_motion = plain.estimate_clip(frames), accurate.estimate_clip(frames)
+    assert plain_motion.shape == accurate_motion.shape and not np.allclose(plain_motion, accurate_motion)
+    assert method_label("ours-accurate", weights) == "ours (w.safetensors), both directions throughout"
 
 
 def test_speed_only_presets_are_built_only_where_asked():

@@ -442,34 +442,43 @@ def test_test_time_backward_averages_the_forward_motion_with_the_landed_backward
 def test_backward_fusion_pass_fuses_inside_the_output_level_and_decodes_only_the_forward_pairs_after_it(
     tiny_net: MotionNet,
 ):
-    def decode(fusion_pass: int) -> tuple[torch.Tensor, list[int]]:
+    def decode(fusion_pass: int) -> tuple[torch.Tensor, dict[int, list[int]]]:
         config = dataclasses.replace(
             tiny_net.config, test_time_backward=True, refine_iterations=2, backward_fusion_pass=fusion_pass
         )
         net = MotionNet(config).eval()
         net.load_state_dict(tiny_net.state_dict())
-        batches: list[int] = []  # the batch of every pass of the output level
-        logits_conv = net.refiners[str(config.output_stride)].logits  # runs once a pass
-        hook = logits_conv.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+        batches: dict[int, list[int]] = {}  # per refinement level, the batch of every pass
+        hooks = [
+            net.refiners[str(stride)].logits.register_forward_hook(  # runs once a pass
+                lambda module, args, out, stride=stride: batches.setdefault(stride, []).append(args[0].shape[0])
+            )
+            for stride in config.decoder_strides[1:]
+        ]
         with torch.inference_mode():
             out = net(frames)
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
         assert out.backward_flows is None and out.flows.shape == (2, 3, 2, 32, 48)
         return out.flows, batches
 
     torch.manual_seed(1)
     frames = torch.rand(2, 4, 3, 32, 48)
-    last, last_batches = decode(0)  # 0: after the last pass
-    assert last_batches == [12, 12]  # 2 clips x 3 pairs x both directions, both passes
+    out_stride, above = tiny_net.config.output_stride, 2 * tiny_net.config.output_stride
+    last, last_batches = decode(0)  # 0: after the output level's last pass
+    assert last_batches[out_stride] == [12, 12]  # 2 clips x 3 pairs x both directions, both passes
     named_last, _ = decode(2)
     torch.testing.assert_close(named_last, last, rtol=0, atol=0)
     early, early_batches = decode(1)
-    assert early_batches == [12, 6]  # the pass after the fusion decodes the forward pairs only
+    assert early_batches[out_stride] == [12, 6]  # the pass after the fusion decodes the forward pairs only
     assert not torch.allclose(early, last)
-    before, before_batches = decode(-1)  # -1: before the first pass, the whole level on the forward pairs
-    assert before_batches == [6, 6]
-    assert not torch.allclose(before, early) and not torch.allclose(before, last)
-    for wrong in (3, -2):
+    # Negative: counted back from the last pass of the level above, the rest forward pairs only
+    above_last, above_last_batches = decode(-1)
+    assert above_last_batches == {above: [12, 12], out_stride: [6, 6]}
+    above_first, above_first_batches = decode(-2)
+    assert above_first_batches == {above: [12, 6], out_stride: [6, 6]}
+    assert not torch.allclose(above_last, early) and not torch.allclose(above_first, above_last)
+    for wrong in (3, -3):
         with pytest.raises(ValueError, match="backward_fusion_pass"):
             dataclasses.replace(tiny_net.config, refine_iterations=2, backward_fusion_pass=wrong)
 

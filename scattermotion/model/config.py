@@ -47,13 +47,19 @@ class MotionConfig:
     # At inference, also decode the backward motion (frame t+1 → t, same features: the decoders run twice, the
     # encoder once) and average it, read where the forward motion lands and negated, with the forward one.
     test_time_backward: bool = False
-    # With test_time_backward: the pass of the output level after which the backward motion is averaged in;
-    # the passes after it decode the forward pairs only. 0: after the last pass, before the upsampling; -1:
-    # before the first pass (the level above's motion, upsampled), so the whole level decodes the forward
-    # pairs only: half its work, 8 % of a forward of the default model (224x224, 2 threads, interleaved),
-    # for a little accuracy (stage 23 @7650, shipped settings, 48 + 48 smooth / sprites validation clips, 64
-    # footage validation pairs and their objects: after pass 1 0.5364 / 1.6372 / 0.3367 / 0.4796, before it
-    # 0.5476 / 1.6568 / 0.3387 / 0.4893).
+    # With test_time_backward: the pass after which the backward motion is averaged in; the passes after it
+    # decode the forward pairs only. 1, 2, ...: that pass of the output level; 0: its last (before the
+    # upsampling); -1, -2, ...: counted back from the last pass of the level above (-1 its last, -3 its
+    # third from last), where it replaces that pass's exchange (its forward half). Earlier is cheaper: the
+    # passes after it decode half the pairs. Stage 23 @7650 with the shipped settings and the propagation
+    # [24, 12, 6]; 48 + 48 smooth / sprites validation clips, 64 footage validation pairs (all / object
+    # pixels), EPE px; forward time against the previous default (fused after pass 1 of stride 4, no
+    # propagation: 0.5364 / 1.6372 / 0.3367 / 0.4796), 224x224, 2 threads, 70 interleaved runs, median:
+    # after pass 1 0.4888 / 1.4870 / 0.3332 / 0.4810, ~1.13x; -1 0.5003 / 1.5039 / 0.3354 / 0.4898, 1.03x;
+    # -2 0.5043 / 1.5100 / 0.3354 / 0.4881; -3 0.5079 / 1.5206 / 0.3359 / 0.4873, 0.98x (shipped); -5
+    # 0.5171 / 1.5346 / 0.3378 / 0.4859, 0.95x; -6 0.5218 / 1.5380 / 0.3392 / 0.4857; no backward motion
+    # at all 0.5420 / 1.5587 / 0.3454 / 0.4880. -3 with offsets [24, 12]: 0.5140 / 1.5388 / 0.3361 /
+    # 0.4883, 0.94x.
     # Fusing earlier frees time for more passes at stride 8: stage 22, 32 footage / 8 synthetic validation
     # pairs, EPE px, 224x224 2-thread time per forward (one run): [6, 2] fused after pass 2 0.4628 / 4.164 /
     # 95.0 ms; [8, 2] after pass 1 0.4590 / 3.985 / 95.0 ms; [8, 2] after pass 2 0.4544 / 4.012 but slower.
@@ -128,7 +134,8 @@ class MotionConfig:
     # smooth clips 0.451 -> 0.468 / 0.501 and the sprites 1.985 -> 2.017 / 2.049; on 48 smooth
     # validation-seed clips: none 0.5597, shipped 0.5185 (better on 22, worse on 17), floor 0.001 0.5203,
     # 0.002 0.5365. Costs at every pixel instead of on a grid of 2×2 px cells: propagation.CELL. About 9-15 %
-    # of the forward time at 224×224 on 2 threads (interleaved A/B rounds on different days).
+    # of the forward time at 224×224 on 2 threads (interleaved A/B rounds on different days): in the default
+    # model since fusing the two directions earlier (backward_fusion_pass -3) pays for it.
     propagation_offsets: tuple[int, ...] = ()
     propagation_window: int = 5
     propagation_margin: float = 0.2
@@ -218,10 +225,13 @@ class MotionConfig:
         if any(self.passes(s) < 1 for s in self.decoder_strides[1:]):
             raise ValueError("refine_iterations must be >= 1")
         self.backward_fusion_pass = int(self.backward_fusion_pass)
-        if not -1 <= self.backward_fusion_pass <= self.passes(self.output_stride):
+        above = 2 * self.output_stride
+        passes_above = self.passes(above) if above in self.decoder_strides[1:] else 0
+        if not -passes_above <= self.backward_fusion_pass <= self.passes(self.output_stride):
             raise ValueError(
-                "backward_fusion_pass must be -1 (before the first pass), 0 (after the last) or a pass of the "
-                f"output level (1..{self.passes(self.output_stride)}), got {self.backward_fusion_pass}"
+                f"backward_fusion_pass must be a pass of the output level (1..{self.passes(self.output_stride)}),"
+                f" 0 (its last) or one of the level above counted back from its last (-1..-{passes_above}),"
+                f" got {self.backward_fusion_pass}"
             )
         if self.test_time_mirror not in MIRROR_AXES:
             raise ValueError(f"test_time_mirror must be one of {sorted(MIRROR_AXES)}")
@@ -259,6 +269,14 @@ class MotionConfig:
     def passes(self, stride: int) -> int:
         """Refinement passes of the decoder level at ``stride``."""
         return self._at_level(self.refine_iterations, stride)
+
+    @property
+    def backward_fusion_point(self) -> tuple[int, int]:
+        """``(stride, pass)``: the decoder pass after which ``test_time_backward`` fuses the two directions."""
+        if self.backward_fusion_pass < 0:
+            above = 2 * self.output_stride
+            return above, self.passes(above) + 1 + self.backward_fusion_pass
+        return self.output_stride, self.backward_fusion_pass or self.passes(self.output_stride)
 
     def smoothing_window(self, stride: int) -> int:
         """The guided smoothing's window at the refinement level at ``stride`` (1: none)."""

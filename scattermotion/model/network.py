@@ -190,8 +190,8 @@ class MotionNet(nn.Module):
 
     def _decode(self, frames: torch.Tensor, bidirectional: bool, fuse_backward: bool = False) -> MotionOutput:
         """``fuse_backward`` (with ``bidirectional``): ``flows`` are the forward motion averaged with the
-        backward one landed on it at the output stride (after its pass ``config.backward_fusion_pass``, 0 the
-        last, −1 before the first, and before upsampling); no ``backward_flows``."""
+        backward one landed on it (after the pass ``config.backward_fusion_point`` names, and before upsampling);
+        no ``backward_flows``."""
         batch, length = frames.shape[:2]
         pairs = length - 1
         pyramid = self.encoder((frames - 0.5) * 2.0)
@@ -226,15 +226,11 @@ class MotionNet(nn.Module):
         cue_logits, cue_probs, motion, confidence, hidden = self.cue_decoder(corr, ref(coarse.context))
         levels, level_logits, centres = [motion], [cue_logits], [torch.zeros_like(motion)]
         out_stride = config.output_stride
-        fusion_pass = config.backward_fusion_pass or config.passes(out_stride)
+        fusion_point = config.backward_fusion_point  # (stride, pass) after which only forward pairs decode
+        both_directions = bidirectional
         for stride in config.decoder_strides[1:]:
             level, refiner = pyramid[stride], self.refiners[str(stride)]
             motion = upsample_bilinear(motion, 2)
-            if fuse_backward and stride == out_stride and fusion_pass < 0:
-                # Fused before the output level: its passes decode the forward pairs only (ref_idx, read by
-                # ref() and tgt(), shrinks with them), half the level's work.
-                motion = fused(motion)
-                ref_idx, tgt_idx = ref_idx[:pairs], tgt_idx[:pairs]
             # What every pass of the level shares, computed once: the pairs' features, the reference's
             # normalised for correlation, and the context's share of the decoder's first convolution
             # (default model, 224x224, 2 threads, one run: 28.0-30.8 -> 32.4 pairs/s; motion within 1e-4 px).
@@ -251,19 +247,19 @@ class MotionNet(nn.Module):
                 corr = cosine_correlation(unit_ref, warped, config.refine_window // 2)
                 logits, residual, hidden = refiner.residual(corr, motion / MOTION_INPUT_SCALE, context)
                 motion = motion + residual
-                if fuse_backward and config.backward_exchange and stride != out_stride:
-                    motion = exchange_directions(motion, batch)
-                if fuse_backward and stride == out_stride and number == fusion_pass:
-                    # Averaged at the output stride, not after upsampling both directions: one CGU pass (the
+                if fuse_backward and both_directions and (stride, number) == fusion_point:
+                    # Averaged before upsampling, not after upsampling both directions: one CGU pass (the
                     # forward pairs') instead of two, the landing warp on 1/16 of the pixels, and footage
                     # validation no worse (32 pairs, stage 22: 0.4648 -> 0.4628; with [8, 2] passes 0.4566 ->
                     # 0.4544). Passes after it decode the forward pairs only (ref_idx, read by ref() and
-                    # tgt(), shrinks with them).
-                    motion = fused(motion)
+                    # tgt(), shrinks with them). Above the output level this is the exchange's forward half.
+                    motion, both_directions = fused(motion), False
                     unit_ref, target, context = (forward_only(x) for x in (unit_ref, target, context))
                     if window > 1:
                         smoothing = forward_only(smoothing)
                     ref_idx, tgt_idx = ref_idx[:pairs], tgt_idx[:pairs]
+                elif fuse_backward and both_directions and config.backward_exchange and stride != out_stride:
+                    motion = exchange_directions(motion, batch)
                 if window > 1:
                     motion = guided_mean(motion, smoothing, window)
             # The level's last pass is what its losses see (its cues are centred on the pass before).
