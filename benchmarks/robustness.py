@@ -24,7 +24,7 @@ from scattermotion.data.robustness import RobustnessPairs
 from scattermotion.errors import InputError
 from scattermotion.inputs import parse_size
 from scattermotion.io.atomic import check_output_file, write_bytes_atomic, write_json_atomic
-from scattermotion.methods import OURS, ACCURATE, REFINED, REGISTRY, build_estimators, method_label
+from scattermotion.methods import ACCURATE, OURS, REFINED, REGISTRY, build_estimators, method_label
 from scattermotion.reporting import machine_info
 from scattermotion.robustness import run_robustness, to_markdown
 from scattermotion.threads import set_threads

@@ -280,6 +280,9 @@ def benchmark(
     weights: Path | None = typer.Option(None, "--weights", help="Weights for ours (default: packaged)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here (atomically)."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed passes per entry; the best is kept."),
+    rounds: int = typer.Option(
+        1, "--rounds", min=1, help="Runs of the whole sweep, one after the other; each entry's best is kept."
+    ),
     pairs: int | None = typer.Option(None, "--pairs", min=1, help="Pairs per pass (default 12; TV-L1 3)."),
     device: str = typer.Option("auto", "--device", help="ours: auto (CUDA when present) | cpu | cuda[:N]."),
     in_process: bool = typer.Option(
@@ -306,6 +309,7 @@ def benchmark(
         weights=weights,
         device=device,
         repeats=repeats,
+        rounds=rounds,
         pairs=pairs,
         isolate=not in_process,
         progress=None if quiet else (lambda line: typer.echo(line, err=True)),

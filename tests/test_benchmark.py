@@ -25,6 +25,7 @@ from scattermotion.benchmark import (
     parse_threads,
     resize_frames,
     run_benchmark,
+    to_markdown,
 )
 from scattermotion.cli import app
 from scattermotion.errors import InputError
@@ -76,6 +77,21 @@ def test_in_process_measure_and_ratios():
     add_ratios(rows)
     assert rows[0]["pairs_per_s"] > rows[1]["pairs_per_s"] > 0  # nothing beats doing nothing
     assert rows[0]["vs_dis"] > 1 and rows[1]["vs_dis"] == pytest.approx(1.0)
+
+
+def test_rounds_rerun_the_sweep_and_keep_each_entry_s_fastest_round():
+    lines: list[str] = []
+    report = run_benchmark(
+        ["zero", "dis"], [(48, 32)], [1], repeats=1, pairs=2, isolate=False, rounds=2, progress=lines.append
+    )
+    assert report["rounds"] == 2 and [r["method"] for r in report["rows"]] == ["zero", "dis"]
+    assert [line.split()[:2] for line in lines] == [["round", "1/2"]] * 2 + [["round", "2/2"]] * 2
+    for index, row in enumerate(report["rows"]):
+        rates = [float(lines[i].split("thr:")[1].split()[0]) for i in (index, index + 2)]
+        assert row["rounds"] == 2 and row["pairs_per_s"] == pytest.approx(max(rates), abs=0.01)
+    assert "Best of 1 passes after a warm-up, and of 2 rounds of the whole sweep;" in to_markdown(report)
+    with pytest.raises(InputError, match="--rounds must be >= 1"):
+        run_benchmark(["zero"], [(48, 32)], [1], repeats=1, rounds=0)
 
 
 def test_the_refined_method_is_timed_like_ours():

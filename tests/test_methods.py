@@ -80,9 +80,7 @@ def test_the_cli_says_it_in_one_line(monkeypatch, capsys, tmp_path):
         cli.main()
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and err.count("\n") == 1
-    assert err.startswith(
-        "error: unknown method 'raft'; choose from ours, ours-refined, ours-accurate, tvl1"
-    )
+    assert err.startswith("error: unknown method 'raft'; choose from ours, ours-refined, ours-accurate, tvl1")
 
 
 def test_ours_accurate_is_the_packaged_model_fusing_the_directions_late(tmp_path):

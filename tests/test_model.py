@@ -449,10 +449,12 @@ def test_backward_fusion_pass_fuses_inside_the_output_level_and_decodes_only_the
         net = MotionNet(config).eval()
         net.load_state_dict(tiny_net.state_dict())
         batches: dict[int, list[int]] = {}  # per refinement level, the batch of every pass
-        hooks = [
-            net.refiners[str(stride)].logits.register_forward_hook(  # runs once a pass
-                lambda module, args, out, stride=stride: batches.setdefault(stride, []).append(args[0].shape[0])
-            )
+
+        def recorder(stride: int):
+            return lambda module, args, out: batches.setdefault(stride, []).append(args[0].shape[0])
+
+        hooks = [  # the logits run once a pass
+            net.refiners[str(stride)].logits.register_forward_hook(recorder(stride))
             for stride in config.decoder_strides[1:]
         ]
         with torch.inference_mode():

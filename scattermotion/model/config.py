@@ -229,9 +229,9 @@ class MotionConfig:
         passes_above = self.passes(above) if above in self.decoder_strides[1:] else 0
         if not -passes_above <= self.backward_fusion_pass <= self.passes(self.output_stride):
             raise ValueError(
-                f"backward_fusion_pass must be a pass of the output level (1..{self.passes(self.output_stride)}),"
-                f" 0 (its last) or one of the level above counted back from its last (-1..-{passes_above}),"
-                f" got {self.backward_fusion_pass}"
+                "backward_fusion_pass must be a pass of the output level "
+                f"(1..{self.passes(self.output_stride)}), 0 (its last) or one of the level above counted "
+                f"back from its last (-1..-{passes_above}), got {self.backward_fusion_pass}"
             )
         if self.test_time_mirror not in MIRROR_AXES:
             raise ValueError(f"test_time_mirror must be one of {sorted(MIRROR_AXES)}")
@@ -272,7 +272,7 @@ class MotionConfig:
 
     @property
     def backward_fusion_point(self) -> tuple[int, int]:
-        """``(stride, pass)``: the decoder pass after which ``test_time_backward`` fuses the two directions."""
+        """``(stride, pass)``: the decoder pass after which ``test_time_backward`` fuses the directions."""
         if self.backward_fusion_pass < 0:
             above = 2 * self.output_stride
             return above, self.passes(above) + 1 + self.backward_fusion_pass

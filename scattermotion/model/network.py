@@ -110,7 +110,8 @@ class MotionNet(nn.Module):
         # memory; oneDNN then keeps every feature map channels-last, and each product of one with a
         # contiguous map (the warped target of a correlation) takes the slow strided path: the stride-4
         # correlation took 4x its contiguous time. One copy of the frames (0.2 ms) saves ~5 % of a forward
-        # (default model, 224x224, 2 threads, interleaved runs: 110.7 -> 105.0 ms median; motion within 3e-5 px).
+        # (default model, 224x224, 2 threads, interleaved runs: 110.7 -> 105.0 ms median; motion within
+        # 3e-5 px).
         frames = frames.contiguous()
         config = self.config
         if self.training or bidirectional:
@@ -190,8 +191,8 @@ class MotionNet(nn.Module):
 
     def _decode(self, frames: torch.Tensor, bidirectional: bool, fuse_backward: bool = False) -> MotionOutput:
         """``fuse_backward`` (with ``bidirectional``): ``flows`` are the forward motion averaged with the
-        backward one landed on it (after the pass ``config.backward_fusion_point`` names, and before upsampling);
-        no ``backward_flows``."""
+        backward one landed on it (after the pass ``config.backward_fusion_point`` names, and before
+        upsampling); no ``backward_flows``."""
         batch, length = frames.shape[:2]
         pairs = length - 1
         pyramid = self.encoder((frames - 0.5) * 2.0)
