@@ -94,6 +94,22 @@ def test_vtest_frame_count_without_decoding():
     assert (video.width, video.height, video.frame_count, video.fps) == (768, 576, 795, 10.0)
 
 
+def _first_frames_sum(path: str) -> int:
+    return int(open_video(path).read_all(max_frames=3).astype(np.int64).sum())
+
+
+def test_decoding_in_a_process_forked_after_decoding_finishes():
+    # A DataLoader worker is forked after the parent has decoded (scene cuts, validation). PyAV 18.1.1 keeps
+    # one converter per thread; the forked child inherited it without its scaler's threads and waited for
+    # them forever. The decoder now converts with its own, single-threaded converter.
+    import multiprocessing
+
+    path = str(real_video("carphone"))
+    expected = _first_frames_sum(path)  # the parent converts first
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_first_frames_sum, (path,)).get(timeout=60) == expected
+
+
 def test_frames_are_rgb_and_match_opencv():
     path = real_video("carphone")
     ours = open_video(path).read_all(max_frames=5)

@@ -28,6 +28,7 @@ import av
 import av.error
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from scattermotion.data.frame_folder import frame_files
 from scattermotion.data.frame_folder import natural_key as natural_key  # re-exported: its old home
@@ -42,6 +43,9 @@ READ_ALL_MAX_BYTES = 4 * 2**30
 # Frames above this many pixels that are to be shrunk are scaled by FFmpeg while converting to RGB, so the
 # full-size RGB frame is never built (smaller ones go through resize_frame, as before).
 DECODER_SCALE_PIXELS = 2**23
+# Colour conversions on one thread. PyAV 17 added threaded conversion and the `threads` argument (before
+# it, a conversion had no threads to pass).
+_ONE_THREAD = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
 
 OnError = Literal["raise", "stop"]
 Backend = Literal["auto", "pyav", "opencv"]
@@ -253,6 +257,11 @@ class PyAVVideoSource(VideoSource):
         self, start: int, step: int, stop: int | None, size: tuple[int, int] | None = None
     ) -> Iterator[np.ndarray]:
         convert = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "AREA"}
+        # Our own converter, not the one PyAV (18.1.1+) keeps per thread and shares between frames: a process
+        # forked after a conversion (a DataLoader worker) inherits that one with its scaler's slice threads
+        # gone, and its next conversion waits for them forever (the training tests hung in CI). One thread
+        # (_ONE_THREAD): a conversion is a small part of decoding, which keeps its own threads.
+        reformatter = VideoReformatter()
         container, stream = self._open()
         index = 0
         try:
@@ -268,7 +277,7 @@ class PyAVVideoSource(VideoSource):
                     _stopped(self, index, err)
                     return
                 if index >= start and (index - start) % step == 0:
-                    yield frame.to_ndarray(format="rgb24", **convert)
+                    yield reformatter.reformat(frame, format="rgb24", **_ONE_THREAD, **convert).to_ndarray()
                 index += 1
         finally:
             container.close()
