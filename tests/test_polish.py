@@ -57,6 +57,24 @@ def test_one_step_removes_most_of_a_sub_pixel_error_and_a_second_more():
     assert interior_error(two, motion) < interior_error(one, motion)
 
 
+def test_the_steps_after_the_decoder_take_rgb_or_the_grey_clip_alike():
+    # MotionNet converts to grey once and hands the grey clip to every step: the same motion as from RGB.
+    from scattermotion.model.fill import fill_motion
+    from scattermotion.model.photometry import grey
+    from scattermotion.model.propagation import propagate_motion
+
+    frames, motion = textured_pair((1.0, -1.0))
+    start = near_the_truth(motion)
+    luma = grey(frames)
+    assert luma.shape == (1, 2, 1, 64, 80) and grey(luma) is luma
+    for step in (
+        lambda clip: photometric_polish(clip, start, (3,), **SETTINGS),
+        lambda clip: propagate_motion(clip, start, (8, 4), 5, 0.2, 0.5),
+        lambda clip: fill_motion(clip, start, 7, 5e-6, 3.0),
+    ):
+        torch.testing.assert_close(step(luma), step(frames), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("change", ["offset", "gain"])
 def test_mean_removal_keeps_the_step_true_under_a_brightness_change(change: str):
     frames, motion = textured_pair((1.0, -1.0))

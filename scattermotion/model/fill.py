@@ -98,9 +98,9 @@ def fill_motion(
     noise: float,
     variance: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``B×(T−1)×2×H×W`` motion of the consecutive pairs of ``B×T×3×H×W`` frames (in [0, 1]) after
-    :func:`fill`, the weights' floor ``scale`` + ``noise`` × each pair's noise variance (``variance``:
-    :func:`~scattermotion.model.photometry.pair_noise_variance`, if already computed)."""
+    """``B×(T−1)×2×H×W`` motion of the consecutive pairs of ``B×T×3×H×W`` frames (in [0, 1]; or their grey
+    ``B×T×1×H×W``) after :func:`fill`, the weights' floor ``scale`` + ``noise`` × each pair's noise variance
+    (``variance``: :func:`~scattermotion.model.photometry.pair_noise_variance`, if already computed)."""
     luma = grey(frames)
     if noise and variance is None:
         variance = pair_noise_variance(luma)

@@ -121,11 +121,13 @@ class MotionNet(nn.Module):
         else:
             out = self._decode(frames, False)
         flows = out.flows
-        # The pairs' noise variance, once for every step that scales by it (0.7 ms for four 224×224 frames)
-        variance = pair_noise_variance(grey(frames)) if config.uses_noise_variance else None
+        # The steps after the decoder see grey frames: converted once here, as is the pairs' noise variance
+        # for every step that scales by it (0.7 ms for four 224×224 frames).
+        luma = grey(frames)
+        variance = pair_noise_variance(luma) if config.uses_noise_variance else None
         if config.polish_windows:
             flows = photometric_polish(
-                frames,
+                luma,
                 flows,
                 config.polish_windows,
                 config.polish_mean_window,
@@ -136,7 +138,7 @@ class MotionNet(nn.Module):
             )
         if config.propagation_offsets:
             flows = propagate_motion(
-                frames,
+                luma,
                 flows,
                 config.propagation_offsets,
                 config.propagation_window,
@@ -146,7 +148,7 @@ class MotionNet(nn.Module):
             )
         if config.fill_scale:
             flows = fill_motion(
-                frames, flows, config.fill_window, config.fill_scale, config.fill_noise, variance
+                luma, flows, config.fill_window, config.fill_scale, config.fill_noise, variance
             )
         return out if flows is out.flows else replace(out, flows=flows)
 

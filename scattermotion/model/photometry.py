@@ -18,7 +18,10 @@ CELL = 2
 
 def grey(frames: torch.Tensor) -> torch.Tensor:
     """``…×3×H×W`` RGB → ``…×1×H×W`` Rec. 601 luma, as OpenCV's RGB → grey (what DIS and the variational
-    refinement see) and the augmentation's."""
+    refinement see) and the augmentation's; ``…×1×H×W`` is already grey and comes back as it is (the
+    network converts once and hands the grey clip to every step after the decoder)."""
+    if frames.shape[-3] == 1:
+        return frames
     weights = torch.from_numpy(LUMA).to(frames).view(3, 1, 1)
     return (frames * weights).sum(-3, keepdim=True)
 

@@ -74,10 +74,10 @@ def photometric_polish(
     noise_damping: float = 0.0,
     variance: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``B×(T−1)×2×H×W`` motion of the consecutive pairs of ``B×T×3×H×W`` frames (in [0, 1]) after one
-    :func:`lucas_kanade_step` per entry of ``windows`` (its window, cells), each pair damped by ``damping`` +
-    ``noise_damping`` × its frames' mean noise variance (``variance``: that, if already computed by
-    :func:`~scattermotion.model.photometry.pair_noise_variance`)."""
+    """``B×(T−1)×2×H×W`` motion of the consecutive pairs of ``B×T×3×H×W`` frames (in [0, 1]; or their grey
+    ``B×T×1×H×W``) after one :func:`lucas_kanade_step` per entry of ``windows`` (its window, cells), each
+    pair damped by ``damping`` + ``noise_damping`` × its frames' mean noise variance (``variance``: that, if
+    already computed by :func:`~scattermotion.model.photometry.pair_noise_variance`)."""
     luma = grey(frames).flatten(0, 1)
     with_gradients = torch.cat((luma, *central_gradients(luma)), 1).unflatten(0, frames.shape[:2])
     first = with_gradients[:, :-1].flatten(0, 1)

@@ -120,9 +120,10 @@ def propagate_motion(
     noise: float = 0.0,
     variance: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``B×(T−1)×2×H×W`` motion of the consecutive pairs of ``B×T×3×H×W`` frames (in [0, 1]) after
-    :func:`propagate`, each pair's ``noise`` term that many times its frames' mean noise variance
-    (``variance``: :func:`~scattermotion.model.photometry.pair_noise_variance`, if already computed)."""
+    """``B×(T−1)×2×H×W`` motion of the consecutive pairs of ``B×T×3×H×W`` frames (in [0, 1]; or their grey
+    ``B×T×1×H×W``) after :func:`propagate`, each pair's ``noise`` term that many times its frames' mean noise
+    variance (``variance``: :func:`~scattermotion.model.photometry.pair_noise_variance`, if already
+    computed)."""
     luma = grey(frames)
     first = luma[:, :-1].flatten(0, 1)
     second = luma[:, 1:].flatten(0, 1)
